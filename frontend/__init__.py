@@ -1,0 +1,5 @@
+"""Frontends: the Python model DSL and the model zoo (ONNX import joins them)."""
+
+from .dsl import Builder, Tensor
+
+__all__ = ["Builder", "Tensor"]

@@ -1,0 +1,28 @@
+"""The IR's error types. `kiln.errors` re-exports these with the rest of kiln's errors."""
+
+from __future__ import annotations
+
+
+class KilnError(Exception):
+    """Base of every error kiln raises on purpose."""
+
+
+class IRError(KilnError):
+    """A malformed type, attribute or graph built through the IR API."""
+
+
+class ParseError(IRError):
+    """The IR text form could not be read; names the line and column."""
+
+
+class VerifyError(IRError):
+    """The verifier found a broken invariant; names the node and shows the IR around it."""
+
+    def __init__(self, message: str, node: str | None = None, context: str = ""):
+        self.node = node
+        self.context = context
+        super().__init__(message + (f"\n{context}" if context else ""))
+
+
+class ShapeError(IRError):
+    """An op's inputs do not fit its shape/dtype rules."""

@@ -1,0 +1,95 @@
+"""Elementwise ops: activations and broadcasting arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import Attr, OpDef, expect, register
+from ..types import FLOAT_DTYPES, TensorType
+
+
+def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """numpy's broadcasting rule, with a ShapeError naming both shapes."""
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        expect(False, f"shapes {[list(s) for s in shapes]} do not broadcast")
+    raise AssertionError("unreachable")
+
+
+def _same_type(types, attrs):
+    (x,) = types
+    expect(x.dtype in FLOAT_DTYPES, f"expects a float tensor, got {x}")
+    return [x]
+
+
+def _unary(name: str, fn, doc: str, attrs=None) -> None:
+    register(
+        OpDef(
+            name=name,
+            family="elementwise",
+            inputs=("x",),
+            outputs=("y",),
+            attrs=attrs or {},
+            infer=_same_type,
+            reference=lambda xs, a: [np.asarray(fn(xs[0], a), dtype=xs[0].dtype)],
+            doc=doc,
+        )
+    )
+
+
+def _sigmoid(x, a):
+    # exp of a negative argument only, so large |x| neither overflows nor warns
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+_unary("relu", lambda x, a: np.maximum(x, 0), "max(x, 0)")
+_unary(
+    "leaky_relu",
+    lambda x, a: np.where(x >= 0, x, x * x.dtype.type(a["alpha"])),
+    "x if x >= 0 else alpha * x",
+    {"alpha": Attr("float", 0.01)},
+)
+_unary("sigmoid", _sigmoid, "1 / (1 + exp(-x))")
+_unary("tanh", lambda x, a: np.tanh(x), "tanh(x)")
+_unary(
+    "clip",
+    lambda x, a: np.minimum(np.maximum(x, x.dtype.type(a["min"])), x.dtype.type(a["max"])),
+    "min(max(x, min), max); relu6 is clip[min=0 max=6]",
+    {"min": Attr("float", float("-inf")), "max": Attr("float", float("inf"))},
+)
+_unary(
+    "dropout",
+    lambda x, a: x.copy(),
+    "identity at inference; training drops elements with probability `ratio`",
+    {"ratio": Attr("float", 0.5), "seed": Attr("int", 0)},
+)
+_unary("identity", lambda x, a: x.copy(), "y = x")
+
+
+def _binary_infer(types, attrs):
+    a, b = types
+    expect(a.dtype == b.dtype, f"operand dtypes differ: {a.dtype} vs {b.dtype}")
+    return [TensorType(a.dtype, broadcast_shape(a.shape, b.shape))]
+
+
+def _binary(name: str, fn, doc: str) -> None:
+    register(
+        OpDef(
+            name=name,
+            family="elementwise",
+            inputs=("a", "b"),
+            outputs=("y",),
+            attrs={},
+            infer=_binary_infer,
+            reference=lambda xs, a: [np.asarray(fn(xs[0], xs[1]), dtype=xs[0].dtype)],
+            doc=doc + " with numpy broadcasting",
+        )
+    )
+
+
+_binary("add", np.add, "a + b")
+_binary("sub", np.subtract, "a - b")
+_binary("mul", np.multiply, "a * b")
+_binary("div", np.divide, "a / b")

@@ -1,0 +1,77 @@
+"""Matrix products: gemm (ONNX's alpha * A' B' + beta * C) and numpy-style batched matmul."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
+from ..types import FLOAT_DTYPES, TensorType
+from .elementwise import broadcast_shape
+
+
+def _gemm_infer(types, a):
+    A, B, *rest = types
+    expect(A.rank == 2 and B.rank == 2, f"A and B must be 2-D, got {A} and {B}")
+    expect(A.dtype in FLOAT_DTYPES and A.dtype == B.dtype, f"dtypes must be one float type: {A}, {B}")
+    m, k = A.shape[::-1] if a["trans_a"] else A.shape
+    k2, n = B.shape[::-1] if a["trans_b"] else B.shape
+    expect(k == k2, f"inner dimensions differ: A gives {k}, B gives {k2} (trans_a={int(a['trans_a'])}, trans_b={int(a['trans_b'])})")
+    if rest:
+        C = rest[0]
+        expect(C.dtype == A.dtype, f"C dtype {C.dtype} differs from {A.dtype}")
+        expect(broadcast_shape(C.shape, (m, n)) == (m, n), f"C {C} does not broadcast to [{m},{n}]")
+    return [TensorType(A.dtype, (m, n))]
+
+
+def _gemm_ref(xs, a):
+    A, B, *rest = xs
+    A = A.T if a["trans_a"] else A
+    B = B.T if a["trans_b"] else B
+    y = a["alpha"] * (A @ B)
+    if rest:
+        y = y + a["beta"] * rest[0]
+    return [np.asarray(y, dtype=xs[0].dtype)]
+
+
+def _gemm_cost(ins, outs, a):
+    A = ins[0]
+    k = A.shape[0] if a["trans_a"] else A.shape[1]
+    macs = outs[0].numel * k
+    return Cost(macs, 2 * macs + (outs[0].numel if len(ins) > 2 else 0), bytes_moved(ins, outs))
+
+
+register(OpDef(
+    name="gemm", family="matmul", inputs=("a", "b", "c?"), outputs=("y",),
+    attrs={"alpha": Attr("float", 1.0), "beta": Attr("float", 1.0),
+           "trans_a": Attr("bool", False), "trans_b": Attr("bool", False)},
+    infer=_gemm_infer, reference=_gemm_ref, cost=_gemm_cost, show=("trans_b",),
+    doc="alpha * op(A) @ op(B) + beta * C, op transposing when trans_a / trans_b",
+))
+
+
+def _matmul_shapes(a: tuple, b: tuple) -> tuple[tuple, int]:
+    expect(len(a) >= 1 and len(b) >= 1, "matmul operands must have rank >= 1")
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    expect(a2[-1] == b2[-2], f"inner dimensions differ: {list(a)} @ {list(b)}")
+    batch = broadcast_shape(a2[:-2], b2[:-2])
+    out = batch + (a2[-2] if len(a) > 1 else None, b2[-1] if len(b) > 1 else None)
+    return tuple(d for d in out if d is not None), a2[-1]
+
+
+def _matmul_infer(types, a):
+    A, B = types
+    expect(A.dtype in FLOAT_DTYPES and A.dtype == B.dtype, f"dtypes must be one float type: {A}, {B}")
+    return [TensorType(A.dtype, _matmul_shapes(A.shape, B.shape)[0])]
+
+
+def _matmul_cost(ins, outs, a):
+    k = _matmul_shapes(ins[0].shape, ins[1].shape)[1]
+    return Cost(outs[0].numel * k, 2 * outs[0].numel * k, bytes_moved(ins, outs))
+
+
+register(OpDef(
+    name="matmul", family="matmul", inputs=("a", "b"), outputs=("y",), attrs={},
+    infer=_matmul_infer, reference=lambda xs, a: [np.matmul(xs[0], xs[1])], cost=_matmul_cost,
+    doc="numpy matmul: batched over leading dimensions with broadcasting",
+))

@@ -1,0 +1,111 @@
+"""Pooling over NCHW tensors: max and average windows, and their global forms."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
+from ..types import FLOAT_DTYPES, TensorType
+from .conv import patches, window_out
+
+_WINDOW_ATTRS = {
+    "kernel": Attr("ints", length=2),
+    "stride": Attr("ints", (1, 1), length=2),
+    "pads": Attr("ints", (0, 0, 0, 0), length=4, doc="top, left, bottom, right"),
+    "ceil_mode": Attr("bool", False),
+}
+
+
+def _out_hw(x: TensorType, a) -> tuple[int, int]:
+    (kh, kw), (sh, sw), (pt, pl, pb, pr) = a["kernel"], a["stride"], a["pads"]
+    (dh, dw) = a.get("dilation", (1, 1))
+    expect(min(kh, kw, sh, sw, dh, dw) >= 1, "kernel, stride and dilation must be >= 1")
+    expect(min(pt, pl, pb, pr) >= 0, f"pads must be >= 0, got {list(a['pads'])}")
+    expect(max(pt, pb) < kh * dh and max(pl, pr) < kw * dw, "pads must be smaller than the window")
+    return (window_out(x.shape[2], kh, sh, dh, pt, pb, a["ceil_mode"]),
+            window_out(x.shape[3], kw, sw, dw, pl, pr, a["ceil_mode"]))
+
+
+def _infer(types, a):
+    (x,) = types
+    expect(x.rank == 4 and x.dtype in FLOAT_DTYPES, f"input must be a 4-D float NCHW tensor, got {x}")
+    return [TensorType(x.dtype, (*x.shape[:2], *_out_hw(x, a)))]
+
+
+def _windows(x, a, fill):
+    """[N, C, KH, KW, OH, OW] windows, padded with `fill` (also past the end in ceil mode)."""
+    (kh, kw), stride, (pt, pl, pb, pr) = a["kernel"], a["stride"], a["pads"]
+    dil = a.get("dilation", (1, 1))
+    oh, ow = _out_hw(TensorType.of(x), a)
+    # ceil mode may read past the explicit padding: pad enough for the last window
+    need_h = (oh - 1) * stride[0] + dil[0] * (kh - 1) + 1
+    need_w = (ow - 1) * stride[1] + dil[1] * (kw - 1) + 1
+    extra_h = max(0, need_h - (x.shape[2] + pt + pb))
+    extra_w = max(0, need_w - (x.shape[3] + pl + pr))
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb + extra_h), (pl, pr + extra_w)), constant_values=fill)
+    return patches(xp, kh, kw, oh, ow, stride, dil), (extra_h, extra_w)
+
+
+def _max_ref(xs, a):
+    (x,) = xs
+    cols, _ = _windows(x, a, -np.inf)
+    return [cols.max(axis=(2, 3)).astype(x.dtype)]
+
+
+def _avg_ref(xs, a):
+    (x,) = xs
+    cols, (eh, ew) = _windows(x, a, 0.0)
+    total = cols.sum(axis=(2, 3), dtype=np.float64)
+    # count the cells each window covers: real ones, plus explicit padding if count_include_pad
+    ones = np.ones((1, 1, *x.shape[2:]), np.float64)
+    pt, pl, pb, pr = a["pads"]
+    if a["count_include_pad"]:
+        ones = np.pad(ones, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=1.0)
+        a = {**a, "pads": (0, 0, 0, 0)}
+        pad_cfg = ((0, 0), (0, 0), (0, eh), (0, ew))
+    else:
+        pad_cfg = ((0, 0), (0, 0), (pt, pb + eh), (pl, pr + ew))
+    ones = np.pad(ones, pad_cfg)
+    kh, kw = a["kernel"]
+    oh, ow = cols.shape[4:]
+    counts = patches(ones, kh, kw, oh, ow, a["stride"], (1, 1)).sum(axis=(2, 3))
+    return [(total / counts).astype(x.dtype)]
+
+
+def _window_cost(ins, outs, a):
+    kh, kw = a["kernel"]
+    return Cost(0, outs[0].numel * kh * kw, bytes_moved(ins, outs))
+
+
+register(OpDef(
+    name="maxpool2d", family="pool", inputs=("x",), outputs=("y",),
+    attrs={**_WINDOW_ATTRS, "dilation": Attr("ints", (1, 1), length=2)},
+    infer=_infer, reference=_max_ref, cost=_window_cost, show=("kernel", "stride", "pads"),
+    doc="max over each window; padding never wins",
+))
+register(OpDef(
+    name="avgpool2d", family="pool", inputs=("x",), outputs=("y",),
+    attrs={**_WINDOW_ATTRS, "count_include_pad": Attr("bool", False)},
+    infer=_infer, reference=_avg_ref, cost=_window_cost, show=("kernel", "stride", "pads"),
+    doc="mean over each window; the divisor counts padding only if count_include_pad",
+))
+
+
+def _global_infer(types, a):
+    (x,) = types
+    expect(x.rank >= 3 and x.dtype in FLOAT_DTYPES, f"input must be a float N,C,spatial... tensor, got {x}")
+    return [TensorType(x.dtype, (*x.shape[:2], *[1] * (x.rank - 2)))]
+
+
+def _global(name, fn, doc):
+    register(OpDef(
+        name=name, family="pool", inputs=("x",), outputs=("y",), attrs={},
+        infer=_global_infer,
+        reference=lambda xs, a: [fn(xs[0], axis=tuple(range(2, xs[0].ndim)), keepdims=True).astype(xs[0].dtype)],
+        cost=lambda ins, outs, a: Cost(0, ins[0].numel, bytes_moved(ins, outs)),
+        doc=doc,
+    ))
+
+
+_global("global_avgpool", np.mean, "mean over all spatial positions, keeping 1x1")
+_global("global_maxpool", np.max, "max over all spatial positions, keeping 1x1")

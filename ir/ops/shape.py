@@ -1,0 +1,135 @@
+"""Ops that move data without arithmetic: flatten, reshape, transpose, concat, pad."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
+from ..types import TensorType
+
+
+def _copy_cost(ins, outs, a):
+    return Cost(0, 0, bytes_moved(ins[:1], outs))
+
+
+def _flatten_infer(types, a):
+    (x,) = types
+    axis = a["axis"] + x.rank if a["axis"] < 0 else a["axis"]
+    expect(0 <= axis <= x.rank, f"axis {a['axis']} out of range for {x}")
+    lead = int(np.prod(x.shape[:axis], dtype=np.int64))
+    return [TensorType(x.dtype, (lead, x.numel // lead if lead else 0))]
+
+
+def _flatten_ref(xs, a):
+    return [xs[0].reshape(_flatten_infer([TensorType.of(xs[0])], a)[0].shape).copy()]
+
+
+register(OpDef(
+    name="flatten", family="shape", inputs=("x",), outputs=("y",),
+    attrs={"axis": Attr("int", 1)}, infer=_flatten_infer, reference=_flatten_ref,
+    cost=_copy_cost, show=("axis",),
+    doc="2-D view: dimensions before `axis` become rows, the rest columns",
+))
+
+
+def resolve_shape(numel: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Resolve one -1 in a target shape; checks the element count."""
+    expect(all(d >= -1 for d in shape), f"shape {list(shape)} has a dimension below -1")
+    expect(sum(d == -1 for d in shape) <= 1, f"shape {list(shape)} has more than one -1")
+    known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+    if -1 in shape:
+        expect(known > 0 and numel % known == 0, f"cannot infer -1 in {list(shape)} from {numel} elements")
+        shape = tuple(numel // known if d == -1 else d for d in shape)
+    expect(int(np.prod(shape, dtype=np.int64)) == numel, f"cannot reshape {numel} elements to {list(shape)}")
+    return shape
+
+
+def _reshape_infer(types, a):
+    (x,) = types
+    return [TensorType(x.dtype, resolve_shape(x.numel, a["shape"]))]
+
+
+register(OpDef(
+    name="reshape", family="shape", inputs=("x",), outputs=("y",),
+    attrs={"shape": Attr("ints", doc="target shape; one -1 is inferred")},
+    infer=_reshape_infer,
+    reference=lambda xs, a: [xs[0].reshape(resolve_shape(xs[0].size, a["shape"])).copy()],
+    cost=_copy_cost, show=("shape",),
+    doc="same elements in row-major order, new shape",
+))
+
+
+def _transpose_infer(types, a):
+    (x,) = types
+    perm = a["perm"] or tuple(reversed(range(x.rank)))
+    expect(sorted(perm) == list(range(x.rank)), f"perm {list(perm)} is not a permutation of {x.rank} axes")
+    return [TensorType(x.dtype, tuple(x.shape[p] for p in perm))]
+
+
+register(OpDef(
+    name="transpose", family="shape", inputs=("x",), outputs=("y",),
+    attrs={"perm": Attr("ints", ())}, infer=_transpose_infer,
+    reference=lambda xs, a: [np.ascontiguousarray(np.transpose(xs[0], a["perm"] or None))],
+    cost=_copy_cost, show=("perm",),
+    doc="permute axes: y.shape[i] = x.shape[perm[i]] (empty perm reverses)",
+))
+
+
+def _concat_infer(types, a):
+    first = types[0]
+    axis = a["axis"] + first.rank if a["axis"] < 0 else a["axis"]
+    expect(0 <= axis < first.rank, f"axis {a['axis']} out of range for {first}")
+    for i, t in enumerate(types[1:], 1):
+        same = t.rank == first.rank and all(
+            d == e for k, (d, e) in enumerate(zip(t.shape, first.shape)) if k != axis)
+        expect(same and t.dtype == first.dtype,
+               f"input {i} {t} does not match input 0 {first} outside axis {axis}")
+    total = sum(t.shape[axis] for t in types)
+    return [TensorType(first.dtype, first.shape[:axis] + (total,) + first.shape[axis + 1:])]
+
+
+register(OpDef(
+    name="concat", family="shape", inputs=("x*",), outputs=("y",),
+    attrs={"axis": Attr("int")}, infer=_concat_infer,
+    reference=lambda xs, a: [np.concatenate(xs, axis=a["axis"])],
+    cost=lambda ins, outs, a: Cost(0, 0, bytes_moved(ins, outs)), show=("axis",),
+    doc="join along `axis`",
+))
+
+
+def _pad_infer(types, a):
+    (x,) = types
+    pads = a["pads"]
+    expect(len(pads) == 2 * x.rank, f"pads needs {2 * x.rank} values (begins then ends), got {len(pads)}")
+    shape = tuple(d + lo + hi for d, lo, hi in zip(x.shape, pads[: x.rank], pads[x.rank:]))
+    expect(all(d >= 0 for d in shape), f"negative pads remove more than {x}")
+    if a["mode"] == "reflect":
+        expect(all(max(lo, hi) < d for d, lo, hi in zip(x.shape, pads[: x.rank], pads[x.rank:])
+                   if lo > 0 or hi > 0), f"reflect pads must be smaller than the dimension of {x}")
+    if a["mode"] == "edge":
+        expect(all(d > 0 for d, lo, hi in zip(x.shape, pads[: x.rank], pads[x.rank:])
+                   if lo > 0 or hi > 0), f"edge padding needs non-empty dimensions in {x}")
+    return [TensorType(x.dtype, shape)]
+
+
+def _pad_ref(xs, a):
+    (x,) = xs
+    r = x.ndim
+    begins, ends = a["pads"][:r], a["pads"][r:]
+    # negative pads crop first
+    crop = tuple(slice(max(-lo, 0), d - max(-hi, 0)) for d, lo, hi in zip(x.shape, begins, ends))
+    x = x[crop]
+    width = [(max(lo, 0), max(hi, 0)) for lo, hi in zip(begins, ends)]
+    if a["mode"] == "constant":
+        return [np.pad(x, width, constant_values=x.dtype.type(a["value"]))]
+    return [np.pad(x, width, mode=a["mode"])]
+
+
+register(OpDef(
+    name="pad", family="shape", inputs=("x",), outputs=("y",),
+    attrs={"pads": Attr("ints", doc="begin of every axis, then end of every axis"),
+           "mode": Attr("str", "constant", choices=("constant", "reflect", "edge")),
+           "value": Attr("float", 0.0)},
+    infer=_pad_infer, reference=_pad_ref, cost=_copy_cost, show=("pads",),
+    doc="pad (or crop, for negative pads) every axis",
+))

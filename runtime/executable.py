@@ -1,0 +1,70 @@
+"""What `kiln.compile` returns: a compiled graph bound to a way of running it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..ir import Graph, Value
+
+
+def check_feeds(inputs: Sequence[Value], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Check names, shapes and dtypes of `feeds` against the graph inputs; never copies."""
+    if not isinstance(feeds, Mapping):
+        raise InputError(f"run() takes a dict of input name -> array, got {type(feeds).__name__}")
+    expected = {v.name: v for v in inputs}
+    unknown = sorted(set(feeds) - set(expected))
+    missing = [n for n in expected if n not in feeds]
+    if unknown or missing:
+        parts = []
+        if missing:
+            parts.append(f"missing input(s) {missing}")
+        if unknown:
+            parts.append(f"unknown input(s) {unknown}")
+        want = ", ".join(f"{v.name}: {v.type}" for v in inputs)
+        raise InputError(f"{'; '.join(parts)}; the graph takes {want}")
+    out = {}
+    for name, v in expected.items():
+        x = feeds[name]
+        if not isinstance(x, np.ndarray):
+            raise InputError(f"input {name!r}: expected a numpy array {v.type}, got {type(x).__name__}")
+        if x.dtype != v.type.np_dtype:
+            raise InputError(f"input {name!r}: expected dtype {v.type.np_dtype} ({v.type}), given {x.dtype}")
+        if tuple(x.shape) != v.type.shape:
+            raise InputError(f"input {name!r}: expected shape {list(v.type.shape)}, given {list(x.shape)}")
+        out[name] = x
+    return out
+
+
+class Executable:
+    """A compiled graph. `run(feeds)` returns the outputs in graph order as fresh arrays."""
+
+    def __init__(self, graph: Graph, runner: Callable[[dict[str, np.ndarray]], list[np.ndarray]],
+                 target: str, passes: Sequence = ()):
+        self.graph = graph
+        self.target = target
+        self.passes = tuple(passes)  # PassRecord per pass run, in order
+        self._runner = runner
+
+    @property
+    def input_names(self) -> list[str]:
+        return [v.name for v in self.graph.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.graph.outputs)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        return self._runner(check_feeds(self.graph.inputs, feeds))
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        names = self.input_names
+        if len(arrays) != len(names):
+            raise InputError(f"expected {len(names)} positional input(s) {names}, given {len(arrays)}")
+        return self.run(dict(zip(names, arrays, strict=True)))
+
+    def __repr__(self) -> str:
+        return (f"Executable({self.graph.name!r}, target={self.target!r}, "
+                f"{len(self.graph.nodes)} nodes, inputs={self.input_names})")
