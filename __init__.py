@@ -1,4 +1,18 @@
-"""kiln: a compiler for neural-network dataflow graphs."""
+"""kiln: a compiler for neural-network dataflow graphs.
 
-from . import errors, ir
-from .frontend import models
+    import kiln
+    g = kiln.models.resnet18(num_classes=1000, seed=0)
+    exe = kiln.compile(g, target="reference", dump_dir="dump/")
+    (logits,) = exe.run({"input": x})
+"""
+
+from . import errors, ir, passes
+from .api import TARGETS, compile, load_model
+from .frontend import Builder, models
+from .ir import Graph, format_graph, parse, verify
+from .runtime import Executable, interpret
+
+__version__ = "0.1.0"
+
+__all__ = ["Builder", "Executable", "Graph", "TARGETS", "compile", "errors", "format_graph",
+           "interpret", "ir", "load_model", "models", "parse", "passes", "verify"]

@@ -1,21 +1,18 @@
-"""kiln's errors. Every error kiln raises on purpose is a `KilnError`."""
+"""kiln's errors. Every error kiln raises on purpose is a `KilnError`; they are defined with the
+IR (the lowest floor) so every layer can raise them, and gathered here for users."""
 
 from __future__ import annotations
 
-from .ir.errors import IRError, KilnError, ParseError, ShapeError, VerifyError
-
-
-class UnsupportedError(KilnError):
-    """A target, mode, op or model feature kiln does not support; the message lists what is."""
-
-
-class InputError(KilnError):
-    """A run was given the wrong inputs: which input, expected vs given."""
-
-
-class PassError(KilnError):
-    """A pass failed or broke the IR; names the pass and the passes run before it."""
-
+from .ir.errors import (
+    InputError,
+    IRError,
+    KilnError,
+    ParseError,
+    PassError,
+    ShapeError,
+    UnsupportedError,
+    VerifyError,
+)
 
 __all__ = ["IRError", "InputError", "KilnError", "ParseError", "PassError", "ShapeError",
            "UnsupportedError", "VerifyError"]

@@ -26,3 +26,15 @@ class VerifyError(IRError):
 
 class ShapeError(IRError):
     """An op's inputs do not fit its shape/dtype rules."""
+
+
+class UnsupportedError(KilnError):
+    """A target, mode, op or model feature kiln does not support; the message lists what is."""
+
+
+class InputError(KilnError):
+    """A run was given the wrong inputs: which input, expected vs given."""
+
+
+class PassError(KilnError):
+    """A pass failed or broke the IR; names the pass and the passes run before it."""

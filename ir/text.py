@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import ParseError
 from .graph import BufferSlot, Graph, Node, Param, Value
-from .registry import get_op, normalize_attrs
+from .registry import all_ops, get_op, normalize_attrs
 from .types import TensorType
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-/]+\Z")
@@ -63,10 +63,10 @@ def format_attr(value, length: int | None) -> str:
 
 
 def format_attrs(node: Node) -> str:
-    op = get_op(node.op)
+    op = all_ops().get(node.op)  # an unknown op still prints (the verifier reports it)
     parts = []
     for k, v in node.attrs.items():
-        spec = op.attrs.get(k)
+        spec = op.attrs.get(k) if op else None
         if spec is not None and k not in op.show and v == spec.default:
             continue
         parts.append(f"{k}={format_attr(v, spec.length if spec else None)}")

@@ -1,0 +1,40 @@
+"""The compiler's passes, and the pipelines that run them: read this file to see what kiln does.
+
+Each pipeline is a literal list for one (target, mode). Every pass is `Graph -> Graph`, and the
+pass manager verifies the graph after each one (see manager.py).
+"""
+
+from __future__ import annotations
+
+from .cse import eliminate_common_subexpressions
+from .dead_code import eliminate_dead_code
+from .fold_constants import fold_constants, freeze_params
+from .identities import remove_identities
+from .infer_shapes import infer_shapes, with_input_shapes
+from .manager import Pass, PassError, PassRecord, note, run_passes
+
+INFERENCE_CLEANUP = [
+    Pass("infer_shapes", infer_shapes, "re-derive every value's type from the graph inputs"),
+    Pass("freeze_params", freeze_params, "inference never updates weights: params become consts"),
+    Pass("remove_identities", remove_identities, "drop identity and (inference) dropout nodes"),
+    Pass("fold_constants", fold_constants, "evaluate nodes whose inputs are all consts"),
+    Pass("eliminate_common_subexpressions", eliminate_common_subexpressions,
+         "compute each distinct expression once"),
+    Pass("eliminate_dead_code", eliminate_dead_code, "drop nodes and params no output needs"),
+]
+
+PIPELINES: dict[tuple[str, str], list[Pass]] = {
+    ("reference", "inference"): INFERENCE_CLEANUP,
+}
+
+
+def pipeline(target: str, mode: str) -> list[Pass]:
+    """The pass list for (target, mode); KeyError if there is none."""
+    return list(PIPELINES[(target, mode)])
+
+
+__all__ = [
+    "PIPELINES", "Pass", "PassError", "PassRecord", "eliminate_common_subexpressions",
+    "eliminate_dead_code", "fold_constants", "freeze_params", "infer_shapes", "note", "pipeline",
+    "remove_identities", "run_passes", "with_input_shapes",
+]

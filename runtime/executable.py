@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..ir.errors import InputError
 from ..ir import Graph, Value
 
 

@@ -23,7 +23,11 @@ def _same_type(types, attrs):
     return [x]
 
 
-def _unary(name: str, fn, doc: str, attrs=None) -> None:
+def _any_type(types, attrs):
+    return [types[0]]
+
+
+def _unary(name: str, fn, doc: str, attrs=None, infer=_same_type) -> None:
     register(
         OpDef(
             name=name,
@@ -31,7 +35,7 @@ def _unary(name: str, fn, doc: str, attrs=None) -> None:
             inputs=("x",),
             outputs=("y",),
             attrs=attrs or {},
-            infer=_same_type,
+            infer=infer,
             reference=lambda xs, a: [np.asarray(fn(xs[0], a), dtype=xs[0].dtype)],
             doc=doc,
         )
@@ -64,8 +68,9 @@ _unary(
     lambda x, a: x.copy(),
     "identity at inference; training drops elements with probability `ratio`",
     {"ratio": Attr("float", 0.5), "seed": Attr("int", 0)},
+    infer=_any_type,
 )
-_unary("identity", lambda x, a: x.copy(), "y = x")
+_unary("identity", lambda x, a: x.copy(), "y = x", infer=_any_type)
 
 
 def _binary_infer(types, attrs):

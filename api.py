@@ -1,0 +1,45 @@
+"""The public entry points: load a model, compile it for a target, run it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .frontend import models
+from .ir import Graph
+from .ir.errors import UnsupportedError
+from .passes import PIPELINES, run_passes
+from .runtime import Executable, interpret
+
+TARGETS = ("reference",)  # what compile() can build today
+PLANNED_TARGETS = ("cpu", "cuda")  # named by the design, not built yet
+MODES = ("inference",)
+
+
+def load_model(spec: str | Graph, **kwargs) -> Graph:
+    """A graph from a zoo name (`zoo:resnet18`, keyword args go to the builder) or a Graph."""
+    if isinstance(spec, Graph):
+        return spec
+    if not isinstance(spec, str):
+        raise UnsupportedError(f"expected a kiln Graph or a model name like 'zoo:resnet18', got {type(spec).__name__}")
+    if spec.startswith("zoo:"):
+        return models.get_model(spec[4:], **kwargs)
+    if spec.endswith(".onnx") or Path(spec).suffix == ".onnx":
+        raise UnsupportedError(f"{spec}: ONNX import is not built yet; models available now: "
+                               f"{', '.join('zoo:' + n for n in models.ZOO)}")
+    raise UnsupportedError(f"unknown model {spec!r}: give zoo:NAME with NAME one of {', '.join(models.ZOO)}")
+
+
+def compile(model: Graph | str, target: str = "reference", mode: str = "inference",
+            dump_dir: str | Path | None = None) -> Executable:
+    """Optimise `model` with the (target, mode) pipeline and bind it to a runner.
+
+    With `dump_dir`, the IR after every pass is written there (NN-<pass>.ir and index.md).
+    """
+    if target not in TARGETS:
+        planned = f" ('{target}' is planned but not built yet)" if target in PLANNED_TARGETS else ""
+        raise UnsupportedError(f"unknown target {target!r}{planned}; targets that exist: {', '.join(TARGETS)}")
+    if mode not in MODES:
+        raise UnsupportedError(f"mode {mode!r} is not supported; modes that exist: {', '.join(MODES)}")
+    graph = load_model(model)
+    optimized, records = run_passes(graph, PIPELINES[(target, mode)], dump_dir)
+    return Executable(optimized, lambda feeds: interpret(optimized, feeds), target, records)

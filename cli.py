@@ -1,0 +1,131 @@
+"""The `kiln` command line: info, compile, run.
+
+    kiln info zoo:resnet50 [--json]
+    kiln compile zoo:resnet18 --dump-ir dump/
+    kiln run zoo:lenet5 --input input=x.npy [--output out.npz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from .api import TARGETS, compile, load_model
+from .ir import graph_stats
+from .ir.errors import KilnError
+
+
+def _model(args) -> object:
+    kwargs = {"batch": args.batch} if args.batch is not None else {}
+    return load_model(args.model, **kwargs)
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return str(n)
+
+
+def cmd_info(args) -> int:
+    g = _model(args)
+    s = graph_stats(g)
+    if args.json:
+        doc = {"model": args.model, "graph": g.name, **s.as_dict(),
+               "inputs": {v.name: str(v.type) for v in g.inputs},
+               "outputs": {o: str(g.type_of(o)) for o in g.outputs}}
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{g.name}: {s.nodes} nodes")
+    print("  inputs:  " + ", ".join(f"%{v.name}:{v.type}" for v in g.inputs))
+    print("  outputs: " + ", ".join(f"%{o}:{g.type_of(o)}" for o in g.outputs))
+    print(f"  params: {s.params:,} trainable, {s.buffers:,} buffer, {s.consts:,} const "
+          f"({_fmt_bytes(s.param_bytes)})")
+    print(f"  multiply-adds: {s.macs:,} ({s.macs / 1e9:.2f} G)   FLOPs: {s.flops:,}")
+    print(f"  activation memory: {_fmt_bytes(s.activation_bytes)} (one buffer per value)")
+    print("  ops: " + ", ".join(f"{k} x{v}" for k, v in s.ops.items()))
+    return 0
+
+
+def cmd_compile(args) -> int:
+    g = _model(args)
+    t0 = time.perf_counter()
+    exe = compile(g, target=args.target, dump_dir=args.dump_ir)
+    dt = time.perf_counter() - t0
+    print(f"compiled {g.name} for {args.target} in {dt:.2f} s: {len(g.nodes)} -> {len(exe.graph.nodes)} nodes")
+    width = max(len(r.name) for r in exe.passes)
+    for r in exe.passes[1:]:
+        print(f"  {r.index:02d} {r.name:<{width}} {r.seconds * 1e3:8.2f} ms  {r.nodes_after:5d} nodes  {r.summary}")
+    if args.dump_ir:
+        print(f"IR after every pass written to {args.dump_ir}/ (index.md lists them)")
+    return 0
+
+
+def _parse_feed(item: str) -> tuple[str, np.ndarray]:
+    name, sep, path = item.partition("=")
+    if not sep or not name or not path:
+        raise KilnError(f"--input takes NAME=FILE.npy, got {item!r}")
+    try:
+        return name, np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise KilnError(f"--input {name}: cannot read {path}: {e}") from None
+
+
+def cmd_run(args) -> int:
+    g = _model(args)
+    feeds = dict(_parse_feed(i) for i in args.input)
+    exe = compile(g, target=args.target)
+    outs = exe.run(feeds)
+    for name, y in zip(exe.output_names, outs, strict=True):
+        flat = y.ravel()
+        head = np.array2string(flat[:8], precision=5, separator=", ")
+        print(f"%{name}: {y.dtype}{list(y.shape)}  first values {head}")
+    if args.output:
+        np.savez(args.output, **dict(zip(exe.output_names, outs, strict=True)))
+        print(f"outputs written to {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kiln", description="kiln: compile neural-network graphs to kernels")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def model_cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_)
+        c.add_argument("model", help="zoo:NAME (e.g. zoo:resnet18)")
+        c.add_argument("--batch", type=int, help="batch size for zoo models (default 1)")
+        return c
+
+    c = model_cmd("info", "ops, params, multiply-adds and activation memory of a model")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(fn=cmd_info)
+    c = model_cmd("compile", "run the pass pipeline, optionally dumping the IR after every pass")
+    c.add_argument("--dump-ir", metavar="DIR", help="write NN-<pass>.ir files and index.md here")
+    c.add_argument("--target", default="reference", help=f"one of {', '.join(TARGETS)}")
+    c.set_defaults(fn=cmd_compile)
+    c = model_cmd("run", "compile and run a model on inputs from .npy files")
+    c.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
+    c.add_argument("--output", metavar="FILE.npz", help="save the outputs here")
+    c.add_argument("--target", default="reference", help=f"one of {', '.join(TARGETS)}")
+    c.set_defaults(fn=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except KilnError as e:
+        print(f"kiln {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
