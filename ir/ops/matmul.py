@@ -72,6 +72,6 @@ def _matmul_cost(ins, outs, a):
 
 register(OpDef(
     name="matmul", family="matmul", inputs=("a", "b"), outputs=("y",), attrs={},
-    infer=_matmul_infer, reference=lambda xs, a: [np.matmul(xs[0], xs[1])], cost=_matmul_cost,
+    infer=_matmul_infer, reference=lambda xs, a: [np.asarray(np.matmul(xs[0], xs[1]))], cost=_matmul_cost,
     doc="numpy matmul: batched over leading dimensions with broadcasting",
 ))

@@ -21,7 +21,7 @@ def _out_hw(x: TensorType, a) -> tuple[int, int]:
     (dh, dw) = a.get("dilation", (1, 1))
     expect(min(kh, kw, sh, sw, dh, dw) >= 1, "kernel, stride and dilation must be >= 1")
     expect(min(pt, pl, pb, pr) >= 0, f"pads must be >= 0, got {list(a['pads'])}")
-    expect(max(pt, pb) < kh * dh and max(pl, pr) < kw * dw, "pads must be smaller than the window")
+    expect(max(pt, pb) < kh and max(pl, pr) < kw, f"pads {list(a['pads'])} must be smaller than the kernel {kh}x{kw}")
     return (window_out(x.shape[2], kh, sh, dh, pt, pb, a["ceil_mode"]),
             window_out(x.shape[3], kw, sw, dw, pl, pr, a["ceil_mode"]))
 

@@ -17,7 +17,7 @@ def _flatten_infer(types, a):
     axis = a["axis"] + x.rank if a["axis"] < 0 else a["axis"]
     expect(0 <= axis <= x.rank, f"axis {a['axis']} out of range for {x}")
     lead = int(np.prod(x.shape[:axis], dtype=np.int64))
-    return [TensorType(x.dtype, (lead, x.numel // lead if lead else 0))]
+    return [TensorType(x.dtype, (lead, int(np.prod(x.shape[axis:], dtype=np.int64))))]
 
 
 def _flatten_ref(xs, a):
