@@ -17,6 +17,7 @@ import numpy as np
 from .api import TARGETS, compile, load_model
 from .ir import graph_stats
 from .ir.errors import KilnError
+from .runtime import interpret
 
 
 def _model(args) -> object:
@@ -63,7 +64,27 @@ def cmd_compile(args) -> int:
         print(f"  {r.index:02d} {r.name:<{width}} {r.seconds * 1e3:8.2f} ms  {r.nodes_after:5d} nodes  {r.summary}")
     if args.dump_ir:
         print(f"IR after every pass written to {args.dump_ir}/ (index.md lists them)")
-    return 0
+    return _check(g, exe) if args.check else 0
+
+
+def _check(g, exe) -> int:
+    """Run the compiled graph and the reference interpreter on the original graph; compare."""
+    rng = np.random.default_rng(0)
+    feeds = {v.name: rng.standard_normal(v.type.shape).astype(v.type.np_dtype) for v in g.inputs}
+    t0 = time.perf_counter()
+    outs = exe.run(feeds)
+    dt = time.perf_counter() - t0
+    refs = interpret(g, feeds)
+    worst = 0.0
+    ok = True
+    for name, y, r in zip(exe.output_names, outs, refs, strict=True):
+        err = float(np.max(np.abs(y - r))) if y.size else 0.0
+        scale = float(np.max(np.abs(r))) if r.size else 0.0
+        worst = max(worst, err)
+        ok &= bool(np.allclose(y, r, rtol=1e-4, atol=1e-5 * max(1.0, scale)))
+        print(f"check %{name}: max |compiled - reference| = {err:.3g} (max |reference| = {scale:.3g})")
+    print(f"check: {'OK' if ok else 'MISMATCH'} (compiled run {dt * 1e3:.1f} ms, random input, seed 0)")
+    return 0 if ok else 1
 
 
 def _parse_feed(item: str) -> tuple[str, np.ndarray]:
@@ -107,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = model_cmd("compile", "run the pass pipeline, optionally dumping the IR after every pass")
     c.add_argument("--dump-ir", metavar="DIR", help="write NN-<pass>.ir files and index.md here")
     c.add_argument("--target", default="reference", help=f"one of {', '.join(TARGETS)}")
+    c.add_argument("--check", action="store_true",
+                   help="run on a random input and compare with the reference interpreter")
     c.set_defaults(fn=cmd_compile)
     c = model_cmd("run", "compile and run a model on inputs from .npy files")
     c.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")

@@ -1,8 +1,9 @@
 """eliminate_common_subexpressions: compute each distinct expression once.
 
 Rewrite: a pure node whose (op, inputs, attrs, output types) equal an earlier node's is
-dropped and its readers read the earlier node's outputs instead. Equal-valued const params are
-merged first, so two copies of one shape tensor count as one input.
+dropped and its readers read the earlier node's outputs instead. Equal-valued small integer
+consts (shape tensors) are merged first, so two copies of one shape count as one input; float
+consts are never merged, so every layer keeps its own weights.
 Preconditions: the op is pure; a node producing a graph output is kept, so output names stay.
 Algebra: exact.
 """
@@ -18,7 +19,7 @@ def _merge_consts(g: Graph) -> dict[str, str]:
     seen: dict[tuple, str] = {}
     rename: dict[str, str] = {}
     for p in g.params:
-        if p.role != "const" or p.data.size > 64:
+        if p.role != "const" or p.data.size > 64 or p.data.dtype.kind not in "iub":
             continue
         key = (p.value.type, p.data.tobytes())
         if key in seen:

@@ -1,0 +1,64 @@
+"""The `kiln` command line: info, compile (dumps, check), run, and its errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+import kiln
+from kiln.cli import main
+from kiln.ir import graph_stats
+
+
+def test_info_json_has_the_documented_keys(capsys):
+    assert main(["info", "zoo:lenet5", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    g = kiln.models.lenet5()
+    s = graph_stats(g)
+    assert doc["params"] == s.params == 61706  # LeNet-5 (28x28, padded first conv): 61,706 weights
+    assert doc["macs"] == s.macs and doc["activation_bytes"] == s.activation_bytes
+    assert doc["inputs"] == {"input": "f32[1,1,28,28]"}
+
+
+def test_info_text_and_batch(capsys):
+    assert main(["info", "zoo:lenet5", "--batch", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "%input:f32[4,1,28,28]" in out and "multiply-adds" in out
+
+
+def test_compile_dumps_and_checks(tmp_path, capsys):
+    assert main(["compile", "zoo:lenet5", "--dump-ir", str(tmp_path), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "check: OK" in out
+    n_passes = len(kiln.passes.PIPELINES[("reference", "inference")])
+    assert len(list(tmp_path.glob("*.ir"))) == n_passes + 1
+    assert (tmp_path / "index.md").exists()
+
+
+def test_run_reads_npy_and_writes_npz(tmp_path, capsys):
+    x = np.random.default_rng(0).standard_normal((1, 1, 28, 28)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out_file = tmp_path / "out.npz"
+    assert main(["run", "zoo:lenet5", "--input", f"input={tmp_path / 'x.npy'}", "--output", str(out_file)]) == 0
+    g = kiln.models.lenet5()
+    (ref,) = kiln.interpret(g, {"input": x})
+    saved = np.load(out_file)
+    np.testing.assert_allclose(saved[g.outputs[0]], ref, rtol=1e-6, atol=1e-6)
+
+
+def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((2, 2), np.float32))
+    assert main(["run", "zoo:lenet5", "--input", f"input={tmp_path / 'x.npy'}"]) == 2
+    err = capsys.readouterr().err
+    assert "input 'input': expected shape [1, 1, 28, 28], given [2, 2]" in err
+    assert main(["info", "zoo:nonexistent"]) == 2
+    assert "lenet5" in capsys.readouterr().err
+    assert main(["compile", "zoo:lenet5", "--target", "cpu"]) == 2
+    assert "targets that exist: reference" in capsys.readouterr().err
+
+
+def test_python_dash_m_kiln():
+    r = subprocess.run([sys.executable, "-m", "kiln", "info", "zoo:lenet5", "--json"],
+                       capture_output=True, text=True, check=True)
+    assert json.loads(r.stdout)["params"] == 61706
