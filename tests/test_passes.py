@@ -99,9 +99,10 @@ def test_eliminate_common_subexpressions():
       %p:f32[1,2,2,2] = maxpool2d[kernel=2 stride=2 pads=0] (%a)
       %r:f32[1,8] = reshape[shape=[1,-1]] (%p)
       %m1:f32[1,8] = mul (%r, %k1:f32[1] const=[2])
-      %y:f32[1,8] = add (%m1, %m1)
+      %m2:f32[1,8] = mul (%r, %k2:f32[1] const=[2])
+      %y:f32[1,8] = add (%m1, %m2)
       return %y
-    }""")
+    }""")  # float consts are never merged: each layer keeps its own weights
     after = eliminate_common_subexpressions(before)
     assert_graph_equal(after, expected)
     same_outputs(before, after)
