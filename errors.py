@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .ir.errors import (
     InputError,
+    ModelError,
     IRError,
     KilnError,
     ParseError,
@@ -14,5 +15,5 @@ from .ir.errors import (
     VerifyError,
 )
 
-__all__ = ["IRError", "InputError", "KilnError", "ParseError", "PassError", "ShapeError",
+__all__ = ["IRError", "InputError", "KilnError", "ModelError", "ParseError", "PassError", "ShapeError",
            "UnsupportedError", "VerifyError"]

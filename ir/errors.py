@@ -38,3 +38,7 @@ class InputError(KilnError):
 
 class PassError(KilnError):
     """A pass failed or broke the IR; names the pass and the passes run before it."""
+
+
+class ModelError(KilnError):
+    """A model file or proto is malformed or cannot be read."""

@@ -20,14 +20,18 @@ DTYPES: dict[str, np.dtype] = {
     "f64": np.dtype(np.float64),
     "i8": np.dtype(np.int8),
     "u8": np.dtype(np.uint8),
+    "i16": np.dtype(np.int16),
+    "u16": np.dtype(np.uint16),
     "i32": np.dtype(np.int32),
+    "u32": np.dtype(np.uint32),
     "i64": np.dtype(np.int64),
+    "u64": np.dtype(np.uint64),
     "bool": np.dtype(np.bool_),
 }
 _BY_NUMPY = {v: k for k, v in DTYPES.items()}
 
 FLOAT_DTYPES = frozenset({"f16", "f32", "f64"})
-INT_DTYPES = frozenset({"i8", "u8", "i32", "i64"})
+INT_DTYPES = frozenset({"i8", "u8", "i16", "u16", "i32", "u32", "i64", "u64"})
 
 # Layouts a value may carry. "" is plain row-major in logical order.
 LAYOUTS = frozenset({"", "NHWC", "NCHW8c", "NCHW16c"})

@@ -98,3 +98,24 @@ _binary("add", np.add, "a + b")
 _binary("sub", np.subtract, "a - b")
 _binary("mul", np.multiply, "a * b")
 _binary("div", np.divide, "a / b")
+
+
+def _prelu_infer(types, attrs):
+    x, slope = types
+    expect(x.dtype in FLOAT_DTYPES and slope.dtype == x.dtype, f"x and slope must share a float dtype: {x}, {slope}")
+    expect(broadcast_shape(x.shape, slope.shape) == x.shape, f"slope {slope} does not broadcast to x {x}")
+    return [x]
+
+
+register(
+    OpDef(
+        name="prelu",
+        family="elementwise",
+        inputs=("x", "slope"),
+        outputs=("y",),
+        attrs={},
+        infer=_prelu_infer,
+        reference=lambda xs, a: [np.where(xs[0] < 0, xs[0] * xs[1], xs[0]).astype(xs[0].dtype)],
+        doc="x if x >= 0 else slope * x, slope broadcast to x (a learned leaky relu)",
+    )
+)

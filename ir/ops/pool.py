@@ -13,12 +13,13 @@ _WINDOW_ATTRS = {
     "stride": Attr("ints", (1, 1), length=2),
     "pads": Attr("ints", (0, 0, 0, 0), length=4, doc="top, left, bottom, right"),
     "ceil_mode": Attr("bool", False),
+    "dilation": Attr("ints", (1, 1), length=2),
 }
 
 
 def _out_hw(x: TensorType, a) -> tuple[int, int]:
     (kh, kw), (sh, sw), (pt, pl, pb, pr) = a["kernel"], a["stride"], a["pads"]
-    (dh, dw) = a.get("dilation", (1, 1))
+    (dh, dw) = a["dilation"]
     expect(min(kh, kw, sh, sw, dh, dw) >= 1, "kernel, stride and dilation must be >= 1")
     expect(min(pt, pl, pb, pr) >= 0, f"pads must be >= 0, got {list(a['pads'])}")
     expect(max(pt, pb) < kh and max(pl, pr) < kw, f"pads {list(a['pads'])} must be smaller than the kernel {kh}x{kw}")
@@ -35,7 +36,7 @@ def _infer(types, a):
 def _windows(x, a, fill):
     """[N, C, KH, KW, OH, OW] windows, padded with `fill` (also past the end in ceil mode)."""
     (kh, kw), stride, (pt, pl, pb, pr) = a["kernel"], a["stride"], a["pads"]
-    dil = a.get("dilation", (1, 1))
+    dil = a["dilation"]
     oh, ow = _out_hw(TensorType.of(x), a)
     # ceil mode may read past the explicit padding: pad enough for the last window
     need_h = (oh - 1) * stride[0] + dil[0] * (kh - 1) + 1
@@ -68,7 +69,7 @@ def _avg_ref(xs, a):
     ones = np.pad(ones, pad_cfg)
     kh, kw = a["kernel"]
     oh, ow = cols.shape[4:]
-    counts = patches(ones, kh, kw, oh, ow, a["stride"], (1, 1)).sum(axis=(2, 3))
+    counts = patches(ones, kh, kw, oh, ow, a["stride"], a["dilation"]).sum(axis=(2, 3))
     return [(total / counts).astype(x.dtype)]
 
 
@@ -79,7 +80,7 @@ def _window_cost(ins, outs, a):
 
 register(OpDef(
     name="maxpool2d", family="pool", inputs=("x",), outputs=("y",),
-    attrs={**_WINDOW_ATTRS, "dilation": Attr("ints", (1, 1), length=2)},
+    attrs=_WINDOW_ATTRS,
     infer=_infer, reference=_max_ref, cost=_window_cost, show=("kernel", "stride", "pads"),
     doc="max over each window; padding never wins",
 ))

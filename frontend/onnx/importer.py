@@ -1,0 +1,216 @@
+"""ONNX -> kiln IR.
+
+    g = from_onnx("resnet50.onnx")                 # symbolic batch dimension fixed to 1
+    g = from_onnx(model_proto, batch=8)
+    g = from_onnx(path, input_shapes={"input": (4, 3, 160, 160)})
+
+kiln compiles static shapes, so every graph input's shape is fixed at import: a symbolic (or
+missing) first dimension becomes `batch`, any other symbolic dimension must be given in
+`input_shapes`. The whole model is checked before anything runs: every node kiln cannot import
+(unknown op, unsupported attribute or data type, foreign domain) is reported in one error that
+names each node with its op type, domain and opset, and lists what is supported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.reference
+from onnx import helper, numpy_helper
+
+from ...ir import Graph, IRError, TensorType, Value, verify
+from ...ir.errors import ModelError, UnsupportedError
+from ...ir.types import DTYPES, dtype_of
+from . import ops_math, ops_nn, ops_shape  # noqa: F401  (register the converters)
+from .context import ConvertError, ImportContext, NeedsConstant
+from .converters import NodeView, find_converter, supported_ops
+
+MIN_OPSET, MAX_TESTED_OPSET = 7, 21
+RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+                        "Multinomial", "Bernoulli"})
+# Ops that import only when their inputs are known at compile time (shape arithmetic and
+# constants); they fold into consts.
+FOLDED_OPS = ("Constant", "ConstantOfShape", "Gather", "Slice", "Range", "ReduceProd", "Equal", "Where",
+              "Expand", "Tile", "NonZero", "ReduceSum", "Floor", "Ceil", "Sqrt")
+
+
+def _load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.exists():
+        raise ModelError(f"{path}: no such file")
+    try:
+        return onnx.load(str(path))  # external data files are read from beside the model
+    except Exception as e:  # noqa: BLE001 - onnx raises many kinds on a bad file
+        raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+
+
+def _opset(m: onnx.ModelProto) -> int:
+    versions = [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise ModelError("the model imports no version of the default ONNX domain (opset_import)")
+    v = versions[0]
+    if v < MIN_OPSET:
+        raise UnsupportedError(f"opset {v} is older than kiln supports (opsets {MIN_OPSET} to "
+                               f"{onnx.defs.onnx_opset_version()}); upgrade it with onnx.version_converter")
+    return v
+
+
+def _ir_dtype(elem_type: int, what: str) -> str:
+    try:
+        return dtype_of(helper.tensor_dtype_to_np_dtype(elem_type))
+    except Exception:  # noqa: BLE001
+        name = onnx.TensorProto.DataType.Name(elem_type) if elem_type else "undefined"
+        raise ConvertError(f"{what} has data type {name}; kiln supports {', '.join(DTYPES)}") from None
+
+
+def _input_shape(vi: onnx.ValueInfoProto, batch: int, override: Sequence[int] | None) -> tuple[int, ...]:
+    if override is not None:
+        return tuple(int(d) for d in override)
+    dims = []
+    for axis, d in enumerate(vi.type.tensor_type.shape.dim):
+        if d.HasField("dim_value"):
+            dims.append(d.dim_value)
+        elif axis == 0:
+            dims.append(batch)
+        else:
+            sym = d.dim_param or "?"
+            raise ConvertError(f"input %{vi.name} has a symbolic dimension {sym!r} at axis {axis}: "
+                               f"give its shape with input_shapes={{'{vi.name}': (...)}}")
+    return tuple(dims)
+
+
+def _fold(ctx: ImportContext, node: onnx.NodeProto, view: NodeView) -> None:
+    """Evaluate a node whose inputs are all known, with onnx's reference evaluator."""
+    feeds = {i: ctx.known[i] for i in view.inputs if i}
+    proto = helper.make_node(node.op_type, list(node.input), list(node.output), domain=node.domain,
+                             name=node.name)
+    proto.attribute.extend(node.attribute)
+    try:
+        ev = onnx.reference.ReferenceEvaluator(proto, opsets={"": ctx.opset})
+        results = ev.run(None, feeds)
+    except Exception as e:  # noqa: BLE001
+        raise ConvertError(f"could not evaluate it on its constant inputs: {type(e).__name__}: {e}") from None
+    for name, r in zip(node.output, results, strict=False):
+        if name:
+            ctx.set_known(name, np.asarray(r))
+
+
+def _convert_node(ctx: ImportContext, node: onnx.NodeProto) -> None:
+    if node.domain not in ("", "ai.onnx"):
+        raise ConvertError(f"domain {node.domain!r} is not supported (kiln imports the default ONNX domain)")
+    view = NodeView(node, [i or None for i in node.input])
+    ins = [i for i in view.inputs if i]
+    if node.op_type != "Shape" and node.op_type not in RANDOM_OPS and all(i in ctx.foldable for i in ins):
+        _fold(ctx, node, view)
+        return
+    conv = find_converter(node.op_type, ctx.opset)
+    if conv is None:
+        if node.op_type in FOLDED_OPS:
+            raise ConvertError(f"{node.op_type} is supported only on values known at compile time "
+                               "(shape arithmetic); here an input is computed at run time")
+        raise ConvertError("op is not supported")
+    extra = sorted(set(view.attrs) - conv.attrs)
+    if extra:
+        raise ConvertError(f"attribute(s) {extra} not supported (kiln's {node.op_type} converter reads "
+                           f"{sorted(conv.attrs) or 'none'})")
+    for i in ins:
+        ctx.type(i)  # every input defined
+    conv.fn(ctx, view)
+
+
+def _report(errors: list[str], opset: int, needs: list[str]) -> UnsupportedError:
+    ops = supported_ops()
+    listing = ", ".join(ops) + "; folded when their inputs are compile-time constants: " + ", ".join(FOLDED_OPS)
+    head = f"cannot import {len(errors)} node(s) of this opset-{opset} model:"
+    err = UnsupportedError("\n  ".join([head, *errors]) + f"\nkiln imports: {listing}")
+    err.needs_constants = needs  # graph inputs that from_onnx(constants=...) could fix
+    return err
+
+
+def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
+              input_shapes: Mapping[str, Sequence[int]] | None = None,
+              constants: Mapping[str, np.ndarray] | None = None, name: str | None = None) -> Graph:
+    """Import an ONNX model (a path or a ModelProto) as a kiln graph.
+
+    `batch` fixes a symbolic first dimension; `input_shapes` fixes whole input shapes;
+    `constants` turns graph inputs into compile-time constants (for example a shape input).
+    Initializers become params (float ones trainable, BatchNormalization statistics buffers,
+    integer ones consts)."""
+    m = _load(model)
+    try:
+        onnx.checker.check_model(m)
+    except onnx.checker.ValidationError as e:
+        raise ModelError(f"the model is malformed: {str(e).strip().splitlines()[0]}") from None
+    opset = _opset(m)
+    ctx = ImportContext(opset)
+    g = m.graph
+    errors: list[str] = []
+    inits = {t.name: t for t in g.initializer}
+    constants = dict(constants or {})
+    shapes = dict(input_shapes or {})
+    for t in g.initializer:
+        try:
+            arr = numpy_helper.to_array(t)
+            _ir_dtype(t.data_type, f"initializer %{t.name}")
+        except ConvertError as e:
+            errors.append(f"initializer {t.name}: {e}")
+            continue
+        ctx.set_known(t.name, arr, foldable=arr.dtype.kind in "iub")
+    inputs = []
+    for vi in g.input:
+        if vi.name in inits:
+            continue  # an input that is also an initializer: a default weight, imported as a param
+        if vi.name in constants:
+            ctx.set_known(vi.name, np.asarray(constants.pop(vi.name)))
+            continue
+        try:
+            t = TensorType(_ir_dtype(vi.type.tensor_type.elem_type, f"input %{vi.name}"),
+                           _input_shape(vi, batch, shapes.pop(vi.name, None)))
+        except (ConvertError, IRError) as e:
+            if isinstance(e, NeedsConstant) and e.name in input_names:
+                needs.append(e.name)
+            errors.append(f"graph input {vi.name}: {e}")
+            continue
+        ctx.types[vi.name] = t
+        ctx.names.add(vi.name)
+        ctx.defined.add(vi.name)
+        inputs.append(Value(vi.name, t))
+    for leftover, what in ((shapes, "input_shapes"), (constants, "constants")):
+        if leftover:
+            raise UnsupportedError(f"{what} names {sorted(leftover)}, which are not graph inputs; "
+                                   f"inputs: {[v.name for v in g.input if v.name not in inits]}")
+    ctx.wanted = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    poisoned: set[str] = set()
+    input_names = {v.name for v in inputs}
+    needs: list[str] = []
+    for k, node in enumerate(g.node):
+        ctx.node_name = node.name or f"{node.op_type}_{k}"
+        if poisoned.intersection(node.input) and find_converter(node.op_type, opset) is not None:
+            poisoned.update(node.output)  # its cause is reported upstream
+            continue
+        try:
+            _convert_node(ctx, node)
+        except (ConvertError, IRError) as e:
+            if isinstance(e, NeedsConstant) and e.name in input_names:
+                needs.append(e.name)
+            errors.append(f"node {ctx.node_name!r} (op {node.op_type}, domain {node.domain or 'ai.onnx'!r}, "
+                          f"opset {opset}): {e}")
+            poisoned.update(node.output)
+    if errors:
+        raise _report(errors, opset, needs)
+    ctx.node_name = ""
+    outputs = []
+    for o in g.output:
+        ctx.use(o.name)
+        outputs.append(o.name)
+    graph = Graph(name or g.name or "onnx_model", tuple(inputs), tuple(ctx.nodes), tuple(outputs),
+                  tuple(ctx.params.values()))
+    try:
+        return verify(graph)
+    except IRError as e:
+        raise ModelError(f"imported graph failed verification (a kiln bug or an inconsistent model): {e}") from e

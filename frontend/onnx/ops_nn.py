@@ -1,0 +1,160 @@
+"""Converters for convolution, pooling and normalisation. 1-D convs and pools run as 2-D ones
+over a height of 1; 3-D ones are reported unsupported."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .context import ConvertError, ImportContext
+from .converters import NodeView, converter, ints, spatial_pads
+
+_WINDOW = ("auto_pad", "kernel_shape", "pads", "strides")
+
+
+def _spatial_rank(ctx: ImportContext, x: str, what: str) -> int:
+    t = ctx.type(x)
+    rank = t.rank - 2
+    if rank not in (1, 2):
+        raise ConvertError(f"{rank}-D {what} (input {t}); kiln supports 1-D and 2-D")
+    return rank
+
+
+def _as_2d(ctx: ImportContext, x: str) -> str:
+    n, c, length = ctx.type(x).shape
+    return ctx.emit("reshape", [x], {"shape": (n, c, 1, length)})
+
+
+def _window_attrs(node: NodeView, sizes, kernel, rank: int) -> dict:
+    strides = ints(node.attr("strides"), rank, 1)
+    dil = ints(node.attr("dilations"), rank, 1)
+    begins, ends = spatial_pads(node, sizes, kernel, strides, dil)
+    if rank == 1:  # height 1: no stride, dilation or padding along it
+        strides, dil, begins, ends = [1, *strides], [1, *dil], [0, *begins], [0, *ends]
+    return {"stride": strides, "dilation": dil, "pads": (begins[0], begins[1], ends[0], ends[1])}
+
+
+def _finish(ctx: ImportContext, y: str, rank: int, out: str) -> str:
+    if rank == 2:
+        return y
+    n, c, _, length = ctx.type(y).shape
+    return ctx.emit("reshape", [y], {"shape": (n, c, length)}, out=out)
+
+
+@converter("Conv", since=1, attrs=(*_WINDOW, "dilations", "group"))
+def conv(ctx: ImportContext, node: NodeView) -> list:
+    x, w, b = node.input(0), node.input(1), node.input(2)
+    rank = _spatial_rank(ctx, x, "convolution")
+    wt = ctx.type(w)
+    kernel = list(wt.shape[2:])
+    if node.attr("kernel_shape") is not None and list(node.attr("kernel_shape")) != kernel:
+        raise ConvertError(f"kernel_shape {node.attr('kernel_shape')} disagrees with weight {wt}")
+    attrs = _window_attrs(node, ctx.type(x).shape[2:], kernel, rank)
+    attrs["groups"] = int(node.attr("group", 1))
+    if rank == 1:
+        x = _as_2d(ctx, x)
+        m, cg, k = wt.shape
+        w = ctx.emit("reshape", [w], {"shape": (m, cg, 1, k)})
+    ins = [x, w] + ([b] if b else [])
+    y = ctx.emit("conv2d", ins, attrs, out=node.outputs[0] if rank == 2 else None)
+    return [_finish(ctx, y, rank, node.outputs[0])]
+
+
+def _pool(ctx: ImportContext, node: NodeView, op: str, extra: dict) -> list:
+    x = node.input(0)
+    t = ctx.type(x)
+    rank = t.rank - 2
+    if rank not in (1, 2, 3):
+        raise ConvertError(f"{rank}-D pooling (input {t}); kiln supports 1-D, 2-D and 3-D")
+    kernel = list(node.attr("kernel_shape") or [])
+    if len(kernel) != rank:
+        raise ConvertError(f"kernel_shape {kernel} does not match the {rank} spatial axes of the input")
+    strides = ints(node.attr("strides"), rank, 1)
+    dil = ints(node.attr("dilations"), rank, 1)
+    begins, ends = spatial_pads(node, t.shape[2:], kernel, strides, dil)
+    common = {"ceil_mode": bool(node.attr("ceil_mode", 0)), **extra}
+
+    def pool2d(v: str, axes: tuple[int | None, int | None], out: str | None) -> str:
+        """Pool the image axes (height, width) of `v` as spatial axes `axes`; None: window of 1."""
+        def per_axis(values, trivial):
+            return [trivial if i is None else values[i] for i in axes]
+
+        attrs = {"kernel": per_axis(kernel, 1), "stride": per_axis(strides, 1),
+                 "dilation": per_axis(dil, 1), "pads": (*per_axis(begins, 0), *per_axis(ends, 0)), **common}
+        return ctx.emit(op, [v], attrs, out=out)
+
+    n, c, *sizes = t.shape
+    if rank == 2:
+        return [pool2d(x, (0, 1), node.outputs[0])]
+    if rank == 1:
+        y = pool2d(ctx.emit("reshape", [x], {"shape": (n, c, 1, sizes[0])}), (None, 0), None)
+        return [ctx.emit("reshape", [y], {"shape": (n, c, ctx.type(y).shape[3])}, out=node.outputs[0])]
+    # 3-D: a box window is separable (max of maxes; sums and cell counts factor per axis), so pool
+    # H and W as images, then D as a height over the flattened H'W' columns.
+    d0, h0, w0 = sizes
+    hw = pool2d(ctx.emit("reshape", [x], {"shape": (n, c * d0, h0, w0)}), (1, 2), None)
+    _, _, h1, w1 = ctx.type(hw).shape
+    dd = pool2d(ctx.emit("reshape", [hw], {"shape": (n, c, d0, h1 * w1)}), (0, None), None)
+    d1 = ctx.type(dd).shape[2]
+    return [ctx.emit("reshape", [dd], {"shape": (n, c, d1, h1, w1)}, out=node.outputs[0])]
+
+
+def _no_extra_outputs(ctx: ImportContext, node: NodeView, what: str) -> None:
+    if any(o for o in node.outputs[1:] if o in ctx.wanted):
+        raise ConvertError(f"the {what} output is not supported (inference imports only)")
+
+
+@converter("MaxPool", since=1, attrs=(*_WINDOW, "ceil_mode", "dilations", "storage_order"))
+def maxpool(ctx: ImportContext, node: NodeView) -> list:
+    _no_extra_outputs(ctx, node, "Indices")
+    return _pool(ctx, node, "maxpool2d", {})
+
+
+@converter("AveragePool", since=1, attrs=(*_WINDOW, "ceil_mode", "count_include_pad", "dilations"))
+def avgpool(ctx: ImportContext, node: NodeView) -> list:
+    return _pool(ctx, node, "avgpool2d", {"count_include_pad": bool(node.attr("count_include_pad", 0))})
+
+
+@converter("GlobalAveragePool", since=1)
+def global_avgpool(ctx: ImportContext, node: NodeView) -> list:
+    return [ctx.emit("global_avgpool", [node.input(0)], out=node.outputs[0])]
+
+
+@converter("GlobalMaxPool", since=1)
+def global_maxpool(ctx: ImportContext, node: NodeView) -> list:
+    return [ctx.emit("global_maxpool", [node.input(0)], out=node.outputs[0])]
+
+
+@converter("BatchNormalization", since=1, attrs=("epsilon", "momentum", "spatial", "is_test",
+                                                 "consumed_inputs", "training_mode"))
+def batch_norm(ctx: ImportContext, node: NodeView) -> list:
+    if node.attr("training_mode", 0):
+        raise ConvertError("training_mode=1 is not supported (inference imports only)")
+    if node.attr("spatial", 1) != 1:
+        raise ConvertError("spatial=0 (per-activation statistics) is not supported")
+    _no_extra_outputs(ctx, node, "running statistics")
+    x, scale, bias, mean, var = node.inputs[:5]
+    for stat in (mean, var):
+        ctx.roles.setdefault(stat, "buffer")
+    attrs = {"epsilon": node.attr("epsilon", 1e-5), "momentum": node.attr("momentum", 0.9)}
+    return [ctx.emit("batch_norm", [x, scale, bias, mean, var], attrs, out=node.outputs[0])]
+
+
+@converter("LRN", since=1, attrs=("size", "alpha", "beta", "bias"))
+def lrn(ctx: ImportContext, node: NodeView) -> list:
+    attrs = {"size": node.attr("size"), "alpha": node.attr("alpha", 1e-4), "beta": node.attr("beta", 0.75),
+             "bias": node.attr("bias", 1.0)}
+    return [ctx.emit("lrn", [node.input(0)], attrs, out=node.outputs[0])]
+
+
+@converter("Dropout", since=1, attrs=("ratio", "is_test", "seed", "consumed_inputs"))
+def dropout(ctx: ImportContext, node: NodeView) -> list:
+    """Identity at inference; the mask output, if read, is all true (nothing dropped)."""
+    training = node.input(2)
+    if training and bool(ctx.value_of(training, "Dropout's training_mode")):
+        ratio = float(ctx.value_of(node.input(1), "Dropout's ratio")) if node.input(1) else 0.5
+        if ratio != 0:
+            raise ConvertError("training_mode=True is not supported (inference imports only)")
+    y = ctx.emit("identity", [node.input(0)], out=node.outputs[0])
+    if len(node.outputs) > 1 and node.outputs[1]:
+        ctx.set_known(node.outputs[1], np.ones(ctx.type(y).shape, np.bool_))
+    return [y]
