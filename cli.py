@@ -1,8 +1,9 @@
-"""The `kiln` command line: info, compile, run.
+"""The `kiln` command line: info, compile, run, export-onnx.
 
     kiln info zoo:resnet50 [--json]
     kiln compile zoo:resnet18 --dump-ir dump/
     kiln run zoo:lenet5 --input input=x.npy [--output out.npz]
+    kiln export-onnx zoo:resnet18 resnet18.onnx [--after eliminate_dead_code] [--opset 17]
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import time
 import numpy as np
 
 from .api import TARGETS, compile, load_model
+from .frontend.onnx_export import save_onnx
 from .ir import graph_stats
-from .ir.errors import KilnError
+from .ir.errors import KilnError, UnsupportedError
+from .passes import PIPELINES, run_passes
 from .runtime import interpret
 
 
@@ -112,6 +115,26 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_export_onnx(args) -> int:
+    """Write the model as ONNX, optionally after the reference inference pipeline up to --after."""
+    g = _model(args)
+    if args.after is not None:
+        passes = PIPELINES[("reference", "inference")]
+        names = [p.name for p in passes]
+        if args.after not in names:
+            raise UnsupportedError(f"--after {args.after!r}: no such pass in the reference inference "
+                                   f"pipeline; its passes are: {', '.join(names)}")
+        g, _ = run_passes(g, passes[: names.index(args.after) + 1])
+    try:
+        model = save_onnx(g, args.out, opset=args.opset)
+    except OSError as e:
+        raise KilnError(f"cannot write {args.out}: {e}") from None
+    after = f" after {args.after}" if args.after else ""
+    print(f"exported {g.name}{after}: {len(g.nodes)} nodes -> {len(model.graph.node)} ONNX nodes "
+          f"(opset {args.opset}) to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kiln", description="kiln: compile neural-network graphs to kernels")
     sub = p.add_subparsers(dest="command", required=True)
@@ -136,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", metavar="FILE.npz", help="save the outputs here")
     c.add_argument("--target", default="reference", help=f"one of {', '.join(TARGETS)}")
     c.set_defaults(fn=cmd_run)
+    c = model_cmd("export-onnx", "write the model (optionally after some passes) as an ONNX file")
+    c.add_argument("out", metavar="OUT.onnx", help="where to write the ONNX model")
+    c.add_argument("--after", metavar="PASS",
+                   help="first run the reference inference pipeline up to and including PASS")
+    c.add_argument("--opset", type=int, default=17, help="ONNX opset to export (13 or newer; default 17)")
+    c.set_defaults(fn=cmd_export_onnx)
     return p
 
 

@@ -158,7 +158,8 @@ class Builder:
 
     def conv2d(self, x: Tensor, out_channels: int, kernel: int | Sequence[int], stride=1, pads=0,
                dilation=1, groups: int = 1, bias: bool = True, name: str = "conv") -> Tensor:
-        """Conv with He-normal weights (fan-out, as for ReLU networks) and a zero bias."""
+        """Conv with He-normal weights and a zero bias. The fan-out counts the outputs one input
+        channel feeds (out_channels / groups per tap), so depthwise stacks keep their scale."""
         kh, kw = _pair(kernel)
         cin = x.shape[1]
         if groups < 1 or cin % groups:
@@ -166,7 +167,7 @@ class Builder:
                           f"does not divide {cin} input channels")
         with self.scope(name):
             w = self.param("weight", self._normal((out_channels, cin // groups, kh, kw),
-                                                  math.sqrt(2.0 / (out_channels * kh * kw))))
+                                                  math.sqrt(2.0 * groups / (out_channels * kh * kw))))
             ins = [x, w]
             if bias:
                 ins.append(self.param("bias", np.zeros(out_channels, self._np_float())))

@@ -30,8 +30,9 @@ class NeedsConstant(ConvertError):
 
 
 class ImportContext:
-    def __init__(self, opset: int):
+    def __init__(self, opset: int, source_opset: int | None = None):
         self.opset = opset
+        self.source_opset = opset if source_opset is None else source_opset  # before any upgrade
         self.types: dict[str, TensorType] = {}
         self.known: dict[str, np.ndarray] = {}  # value -> contents fixed at import
         self.foldable: set[str] = set()  # known values that may fold at import (not weights)

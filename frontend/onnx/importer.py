@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx.reference
+import onnx.version_converter
 from onnx import helper, numpy_helper
 
 from ...ir import Graph, IRError, TensorType, Value, verify
@@ -53,11 +54,19 @@ def _opset(m: onnx.ModelProto) -> int:
     versions = [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")]
     if not versions:
         raise ModelError("the model imports no version of the default ONNX domain (opset_import)")
-    v = versions[0]
-    if v < MIN_OPSET:
-        raise UnsupportedError(f"opset {v} is older than kiln supports (opsets {MIN_OPSET} to "
-                               f"{onnx.defs.onnx_opset_version()}); upgrade it with onnx.version_converter")
-    return v
+    return versions[0]
+
+
+def _upgrade(m: onnx.ModelProto) -> onnx.ModelProto:
+    """Models older than opset 7 (legacy broadcasting) are upgraded by onnx's version converter."""
+    v = _opset(m)
+    if v >= MIN_OPSET:
+        return m
+    try:
+        return onnx.version_converter.convert_version(m, MIN_OPSET)
+    except Exception as e:  # noqa: BLE001 - the converter raises RuntimeError and friends
+        raise UnsupportedError(f"opset {v} is older than kiln imports (opset {MIN_OPSET} and later) and "
+                               f"onnx's version converter could not upgrade it: {e}") from None
 
 
 def _ir_dtype(elem_type: int, what: str) -> str:
@@ -146,8 +155,10 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
         onnx.checker.check_model(m)
     except onnx.checker.ValidationError as e:
         raise ModelError(f"the model is malformed: {str(e).strip().splitlines()[0]}") from None
+    source_opset = _opset(m)
+    m = _upgrade(m)
     opset = _opset(m)
-    ctx = ImportContext(opset)
+    ctx = ImportContext(opset, source_opset)
     g = m.graph
     errors: list[str] = []
     inits = {t.name: t for t in g.initializer}

@@ -31,8 +31,9 @@ _unary("LeakyRelu", "leaky_relu", attrs={"alpha": 0.01})
 def prelu(ctx: ImportContext, node: NodeView) -> list:
     x, slope = node.input(0), node.input(1)
     xt, st = ctx.type(x), ctx.type(slope)
-    if ctx.opset < 7 or st.rank > xt.rank:
-        raise ConvertError(f"slope {st} must broadcast to x {xt}")
+    if ctx.source_opset < 7 and st.rank == 1 and xt.rank > 2 and st.shape[0] == xt.shape[1] > 1:
+        # before opset 7 a 1-D slope was per channel (axis 1), not numpy-broadcast
+        slope = ctx.emit("reshape", [slope], {"shape": (st.shape[0],) + (1,) * (xt.rank - 2)})
     return [ctx.emit("prelu", [x, slope], out=node.outputs[0])]
 
 
@@ -61,7 +62,7 @@ for _o, _k in (("Add", "add"), ("Sub", "sub"), ("Mul", "mul"), ("Div", "div")):
     _binary(_o, _k)
 
 
-@converter("Sum", since=8)
+@converter("Sum", since=6)
 def sum_(ctx: ImportContext, node: NodeView) -> list:
     ins = [i for i in node.inputs if i]
     if len(ins) == 1:

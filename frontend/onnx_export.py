@@ -1,0 +1,269 @@
+"""Export a kiln graph to an ONNX model made of standard ONNX ops (domain "").
+
+    model = to_onnx(graph, opset=17)        # an onnx.ModelProto, checked by onnx.checker
+    save_onnx(graph, "model.onnx")
+
+Each kiln op maps to one ONNX node through `CONVERTERS`. kiln attributes that ONNX takes as
+inputs (clip bounds, reshape shape, pad widths, dropout ratio) become initializers named after
+the node's output. Params of every role become initializers; graph inputs and outputs keep
+their names, dtypes and shapes. Values must be in plain layout: blocked layouts chosen by passes
+have no ONNX meaning, so such graphs are refused rather than silently reinterpreted.
+
+Exported opsets: 13 (Softmax's single-axis semantics) up to what the installed onnx knows;
+a reshape whose target shape holds a literal 0 needs `allowzero` (opset 14).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..ir import Graph, Node, verify
+from ..ir.errors import UnsupportedError
+from ..ir.ops.conv import window_out
+from ..ir.types import FLOAT_DTYPES
+from ..ir.verify import node_label
+
+MIN_OPSET = 13
+IR_VERSION = 10  # onnx 1.23 writes IR 14 by default; onnxruntime 1.32 refuses it
+
+
+class _Exporter:
+    """Collects the ONNX nodes and initializers of one graph, handing out fresh names."""
+
+    def __init__(self, g: Graph, opset: int):
+        self.g, self.opset = g, opset
+        self.taken = set(g.values) | {n.name for n in g.nodes}
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits = [numpy_helper.from_array(np.asarray(p.data), p.name) for p in g.params]
+
+    def fresh(self, base: str) -> str:
+        """`base`, or `base_1`, `base_2`, ... if it is taken; the name is taken from then on."""
+        name, k = base, 1
+        while name in self.taken:
+            name, k = f"{base}_{k}", k + 1
+        self.taken.add(name)
+        return name
+
+    def const(self, node: Node, what: str, data: np.ndarray) -> str:
+        """A new initializer named `<node output>.<what>`; returns its name."""
+        name = self.fresh(f"{node.outputs[0].name}.{what}")
+        self.inits.append(numpy_helper.from_array(np.asarray(data), name))
+        return name
+
+    def scalar(self, node: Node, what: str, value: float) -> str:
+        """A 0-d initializer of the node's input dtype (Clip bounds, Pad's constant_value)."""
+        return self.const(node, what, np.array(value, self.g.type_of(node.inputs[0]).np_dtype))
+
+    def fail(self, node: Node, why: str) -> UnsupportedError:
+        """The error to raise for `node`, naming the graph and the node."""
+        return UnsupportedError(f"graph {self.g.name!r}: node {node_label(node)}: {why}")
+
+
+# A converter returns (ONNX op type, input names, ONNX attributes) for one kiln node.
+Converter = Callable[[_Exporter, Node], tuple[str, list[str], dict[str, Any]]]
+
+
+def _onnx_attr(value: Any) -> Any:
+    """kiln attribute value -> what onnx.helper expects (bools as ints, tuples as lists)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, tuple):
+        return [_onnx_attr(v) for v in value]
+    return value
+
+
+def _op(op_type: str, **renames: str) -> Converter:
+    """A converter to `op_type` with the same inputs; `onnx_name="kiln_name"` copies attributes."""
+
+    def convert(ex: _Exporter, node: Node) -> tuple[str, list[str], dict[str, Any]]:
+        return op_type, list(node.inputs), {o: _onnx_attr(node.attrs[k]) for o, k in renames.items()}
+
+    return convert
+
+
+def _conv(ex: _Exporter, node: Node):
+    """Conv: the same [top, left, bottom, right] pads order; kernel_shape from the weight."""
+    conv = _op("Conv", strides="stride", dilations="dilation", pads="pads", group="groups")
+    op, ins, attrs = conv(ex, node)
+    return op, ins, {**attrs, "kernel_shape": list(ex.g.type_of(node.inputs[1]).shape[2:])}
+
+
+def _clip(ex: _Exporter, node: Node):
+    """Clip (opset 11+) takes its bounds as inputs; a missing bound (-inf / +inf) is left out."""
+    lo, hi = node.attrs["min"], node.attrs["max"]
+    ins = [node.inputs[0], "" if lo == -math.inf else ex.scalar(node, "min", lo)]
+    if hi != math.inf:
+        ins.append(ex.scalar(node, "max", hi))
+    while ins[-1] == "":
+        ins.pop()
+    return "Clip", ins, {}
+
+
+def _dropout(ex: _Exporter, node: Node):
+    """Dropout in inference mode (ratio as an input); Identity for non-float tensors, which
+    ONNX Dropout does not take."""
+    if ex.g.type_of(node.inputs[0]).dtype not in FLOAT_DTYPES:
+        return "Identity", list(node.inputs), {}
+    ratio = ex.const(node, "ratio", np.array(node.attrs["ratio"], np.float32))
+    return "Dropout", [node.inputs[0], ratio], {"seed": node.attrs["seed"]} if node.attrs["seed"] else {}
+
+
+def _reshape(ex: _Exporter, node: Node):
+    """Reshape with an int64 shape input. kiln's 0 is a real zero, ONNX's copies the input
+    dimension unless allowzero=1."""
+    shape = node.attrs["shape"]
+    attrs = {}
+    if 0 in shape:
+        if ex.opset < 14:
+            raise ex.fail(node, f"reshape to {list(shape)} holds a literal 0, which needs "
+                                f"Reshape's allowzero (opset 14+); asked for opset {ex.opset}")
+        attrs["allowzero"] = 1
+    return "Reshape", [node.inputs[0], ex.const(node, "shape", np.array(shape, np.int64))], attrs
+
+
+def _transpose(ex: _Exporter, node: Node):
+    """Transpose with an explicit perm (kiln's empty perm reverses the axes, as ONNX's default)."""
+    rank = ex.g.type_of(node.inputs[0]).rank
+    return "Transpose", list(node.inputs), {"perm": list(node.attrs["perm"] or reversed(range(rank)))}
+
+
+def _pad(ex: _Exporter, node: Node):
+    """Pad (opset 11+): pads (begins, then ends; negative crops) and constant_value as inputs."""
+    ins = [node.inputs[0], ex.const(node, "pads", np.array(node.attrs["pads"], np.int64))]
+    if node.attrs["mode"] == "constant":
+        ins.append(ex.scalar(node, "value", node.attrs["value"]))
+    return "Pad", ins, {"mode": node.attrs["mode"]}
+
+
+def _pool(op_type: str, **extra: str) -> Converter:
+    """MaxPool / AveragePool. ceil_mode is kept only where it changes the output size: where it
+    does not, the windows are exactly floor mode's, and onnx's shape inference (which lacks the
+    rule that drops a last window starting in the end padding) would otherwise disagree with
+    the kernels (kiln, onnxruntime, PyTorch) and break onnxruntime's buffer planning."""
+    base = _op(op_type, kernel_shape="kernel", strides="stride", pads="pads", **extra)
+
+    def convert(ex: _Exporter, node: Node):
+        op, ins, attrs = base(ex, node)
+        a, (h, w) = node.attrs, ex.g.type_of(node.inputs[0]).shape[2:]
+        (kh, kw), (sh, sw), (pt, pl, pb, pr) = a["kernel"], a["stride"], a["pads"]
+        dh, dw = a.get("dilation", (1, 1))
+        floor = (window_out(h, kh, sh, dh, pt, pb), window_out(w, kw, sw, dw, pl, pr))
+        return op, ins, {**attrs, "ceil_mode": int(node.outputs[0].type.shape[2:] != floor)}
+
+    return convert
+
+
+def _spmm(ex: _Exporter, node: Node):
+    """No standard ONNX op multiplies a CSR matrix: refuse, naming the node."""
+    raise ex.fail(node, "spmm (CSR sparse x dense product) cannot be exported to ONNX: standard "
+                        "ONNX has no sparse matrix product op")
+
+
+CONVERTERS: dict[str, Converter] = {
+    "conv2d": _conv,
+    "batch_norm": _op("BatchNormalization", epsilon="epsilon", momentum="momentum"),
+    "relu": _op("Relu"),
+    "leaky_relu": _op("LeakyRelu", alpha="alpha"),
+    "prelu": _op("PRelu"),  # slope broadcasts to x: ONNX's unidirectional broadcasting
+    "sigmoid": _op("Sigmoid"),
+    "tanh": _op("Tanh"),
+    "clip": _clip,
+    "dropout": _dropout,
+    "identity": _op("Identity"),
+    "add": _op("Add"),
+    "sub": _op("Sub"),
+    "mul": _op("Mul"),
+    "div": _op("Div"),
+    "maxpool2d": _pool("MaxPool", dilations="dilation"),
+    "avgpool2d": _pool("AveragePool", count_include_pad="count_include_pad"),
+    "global_avgpool": _op("GlobalAveragePool"),
+    "global_maxpool": _op("GlobalMaxPool"),
+    "gemm": _op("Gemm", alpha="alpha", beta="beta", transA="trans_a", transB="trans_b"),
+    "matmul": _op("MatMul"),
+    "flatten": _op("Flatten", axis="axis"),
+    "reshape": _reshape,
+    "transpose": _transpose,
+    "concat": _op("Concat", axis="axis"),
+    "softmax": _op("Softmax", axis="axis"),  # opset 13+: along one axis, not a flattened suffix
+    "log_softmax": _op("LogSoftmax", axis="axis"),
+    "lrn": _op("LRN", size="size", alpha="alpha", beta="beta", bias="bias"),
+    "pad": _pad,
+    "spmm": _spmm,
+}
+
+
+def _check_exportable(g: Graph, opset: int) -> None:
+    """Refuse opsets outside the supported range and values in a non-plain layout."""
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise UnsupportedError(f"cannot export graph {g.name!r} to ONNX opset {opset}: kiln exports "
+                               f"opsets {MIN_OPSET} to {newest} (the installed onnx's newest)")
+    for name, v in g.values.items():
+        if v.type.layout:
+            raise UnsupportedError(
+                f"graph {g.name!r}: value %{name} has layout {v.type.layout!r} ({v.type}); ONNX "
+                f"export needs plain layouts: export the graph before layout selection")
+
+
+def _node_names(g: Graph, ex: _Exporter) -> list[str]:
+    """Each node's kiln name where it is non-empty and unique, else a fresh `<name or op>_<index>`."""
+    counts: dict[str, int] = {}
+    for n in g.nodes:
+        counts[n.name] = counts.get(n.name, 0) + 1
+    return [n.name if n.name and counts[n.name] == 1 else ex.fresh(f"{n.name or n.op}_{i}")
+            for i, n in enumerate(g.nodes)]
+
+
+def _value_info(g: Graph, name: str) -> onnx.ValueInfoProto:
+    """ONNX type and shape of graph input or output `name`."""
+    t = g.type_of(name)
+    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(t.np_dtype), list(t.shape))
+
+
+def to_onnx(graph: Graph, opset: int = 17) -> onnx.ModelProto:
+    """The ONNX model (opset `opset`, IR version 10) computing what `graph` computes.
+
+    Raises UnsupportedError for ops without a standard ONNX equivalent (spmm), blocked layouts
+    and opsets outside [13, newest]; the result passes onnx.checker.check_model.
+    """
+    _check_exportable(graph, opset)
+    verify(graph)
+    ex = _Exporter(graph, opset)
+    for node, name in zip(graph.nodes, _node_names(graph, ex), strict=True):
+        convert = CONVERTERS.get(node.op)
+        if convert is None:
+            raise ex.fail(node, f"op {node.op!r} has no ONNX export; exportable ops: "
+                                f"{', '.join(sorted(set(CONVERTERS) - {'spmm'}))}")
+        op_type, ins, attrs = convert(ex, node)
+        ex.nodes.append(helper.make_node(op_type, ins, list(node.output_names), name=name, **attrs))
+    onnx_graph = helper.make_graph(
+        ex.nodes, graph.name, [_value_info(graph, v.name) for v in graph.inputs],
+        [_value_info(graph, o) for o in graph.outputs], ex.inits)
+    model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="kiln", producer_version=_kiln_version())
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
+def save_onnx(graph: Graph, path: str | Path, opset: int = 17) -> onnx.ModelProto:
+    """Export `graph` with `to_onnx` and write it to `path`; returns the model."""
+    model = to_onnx(graph, opset)
+    onnx.save_model(model, str(path))
+    return model
+
+
+def _kiln_version() -> str:
+    """The installed kiln's version for producer_version ("" when kiln runs uninstalled)."""
+    try:
+        return metadata.version("kiln")
+    except metadata.PackageNotFoundError:
+        return ""
