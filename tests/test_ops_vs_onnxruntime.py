@@ -417,7 +417,7 @@ def test_inference_rejects(case):
     ("conv2d", {"groups": "2"}, "expected int"),
     ("conv2d", {"groups": 1.5}, "expected int"),
     ("conv2d", {"stride": (1, 2, 3)}, "expected 2 values"),
-    ("pad", {"pads": (1, 1), "mode": "wrap"}, "not one of"),
+    ("pad", {"pads": (1, 1), "mode": "mirror"}, "not one of"),
     ("lrn", {}, "'size' is required"),
 ])
 def test_normalize_attrs_rejects(op, attrs, message):

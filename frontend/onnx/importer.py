@@ -119,9 +119,9 @@ def _convert_node(ctx: ImportContext, node: onnx.NodeProto) -> None:
         return
     conv = find_converter(node.op_type, ctx.opset)
     if conv is None:
-        if node.op_type in FOLDED_OPS:
-            raise ConvertError(f"{node.op_type} is supported only on values known at compile time "
-                               "(shape arithmetic); here an input is computed at run time")
+        if node.op_type in FOLDED_OPS:  # supported as shape arithmetic only
+            unknown = next(i for i in ins if i not in ctx.foldable)
+            raise NeedsConstant(unknown, f"{node.op_type} imports only as shape arithmetic: its inputs")
         raise ConvertError("op is not supported")
     extra = sorted(set(view.attrs) - conv.attrs)
     if extra:

@@ -89,7 +89,7 @@ def concat(ctx: ImportContext, node: NodeView) -> list:
     return [ctx.emit("concat", ins, {"axis": node.attr("axis")}, out=node.outputs[0])]
 
 
-_PAD_MODES = ("constant", "reflect", "edge")
+_PAD_MODES = ("constant", "reflect", "edge", "wrap")
 
 
 def _emit_pad(ctx: ImportContext, node: NodeView, pads, mode: str, value: float) -> list:

@@ -57,11 +57,26 @@ _unary(
 )
 _unary("sigmoid", _sigmoid, "1 / (1 + exp(-x))")
 _unary("tanh", lambda x, a: np.tanh(x), "tanh(x)")
+def _clip(x, a):
+    lo, hi = a["min"], a["max"]
+    if x.dtype.kind in "iu":  # integer tensors: bounds clamped to the type's range
+        info = np.iinfo(x.dtype)
+        lo, hi = (int(min(max(b, info.min), info.max)) for b in (lo, hi))
+    return np.minimum(np.maximum(x, x.dtype.type(lo)), x.dtype.type(hi))
+
+
+def _numeric_type(types, attrs):
+    (x,) = types
+    expect(x.dtype != "bool", f"expects a numeric tensor, got {x}")
+    return [x]
+
+
 _unary(
     "clip",
-    lambda x, a: np.minimum(np.maximum(x, x.dtype.type(a["min"])), x.dtype.type(a["max"])),
+    _clip,
     "min(max(x, min), max); relu6 is clip[min=0 max=6]",
     {"min": Attr("float", float("-inf")), "max": Attr("float", float("inf"))},
+    infer=_numeric_type,
 )
 _unary(
     "dropout",

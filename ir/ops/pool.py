@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
-from ..types import FLOAT_DTYPES, TensorType
+from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType
 from .conv import patches, window_out
 
 _WINDOW_ATTRS = {
@@ -27,9 +27,9 @@ def _out_hw(x: TensorType, a) -> tuple[int, int]:
             window_out(x.shape[3], kw, sw, dw, pl, pr, a["ceil_mode"]))
 
 
-def _infer(types, a):
+def _infer(types, a, dtypes=FLOAT_DTYPES):
     (x,) = types
-    expect(x.rank == 4 and x.dtype in FLOAT_DTYPES, f"input must be a 4-D float NCHW tensor, got {x}")
+    expect(x.rank == 4 and x.dtype in dtypes, f"input must be a 4-D {'/'.join(sorted(dtypes))} NCHW tensor, got {x}")
     return [TensorType(x.dtype, (*x.shape[:2], *_out_hw(x, a)))]
 
 
@@ -47,9 +47,14 @@ def _windows(x, a, fill):
     return patches(xp, kh, kw, oh, ow, stride, dil), (extra_h, extra_w)
 
 
+def _max_infer(types, a):
+    return _infer(types, a, FLOAT_DTYPES | INT_DTYPES)
+
+
 def _max_ref(xs, a):
     (x,) = xs
-    cols, _ = _windows(x, a, -np.inf)
+    lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    cols, _ = _windows(x, a, lowest)
     return [cols.max(axis=(2, 3)).astype(x.dtype)]
 
 
@@ -81,7 +86,7 @@ def _window_cost(ins, outs, a):
 register(OpDef(
     name="maxpool2d", family="pool", inputs=("x",), outputs=("y",),
     attrs=_WINDOW_ATTRS,
-    infer=_infer, reference=_max_ref, cost=_window_cost, show=("kernel", "stride", "pads"),
+    infer=_max_infer, reference=_max_ref, cost=_window_cost, show=("kernel", "stride", "pads"),
     doc="max over each window; padding never wins",
 ))
 register(OpDef(

@@ -106,9 +106,9 @@ def _pad_infer(types, a):
     if a["mode"] == "reflect":
         expect(all(max(lo, hi) < d for d, lo, hi in zip(x.shape, pads[: x.rank], pads[x.rank:])
                    if lo > 0 or hi > 0), f"reflect pads must be smaller than the dimension of {x}")
-    if a["mode"] == "edge":
+    if a["mode"] in ("edge", "wrap"):
         expect(all(d > 0 for d, lo, hi in zip(x.shape, pads[: x.rank], pads[x.rank:])
-                   if lo > 0 or hi > 0), f"edge padding needs non-empty dimensions in {x}")
+                   if lo > 0 or hi > 0), f"{a['mode']} padding needs non-empty dimensions in {x}")
     return [TensorType(x.dtype, shape)]
 
 
@@ -128,7 +128,7 @@ def _pad_ref(xs, a):
 register(OpDef(
     name="pad", family="shape", inputs=("x",), outputs=("y",),
     attrs={"pads": Attr("ints", doc="begin of every axis, then end of every axis"),
-           "mode": Attr("str", "constant", choices=("constant", "reflect", "edge")),
+           "mode": Attr("str", "constant", choices=("constant", "reflect", "edge", "wrap")),
            "value": Attr("float", 0.0)},
     infer=_pad_infer, reference=_pad_ref, cost=_copy_cost, show=("pads",),
     doc="pad (or crop, for negative pads) every axis",

@@ -1,0 +1,125 @@
+"""ONNX's own conformance cases, run through kiln: the node cases of
+`onnx.backend.test.case.node.collect_testcases()` and the model tests shipped in onnx's
+`pytorch-converted` and `pytorch-operator` data folders.
+
+A case counts toward an op kiln claims (a converter, or Constant/ConstantOfShape, which fold)
+when every op in its graph is claimed. Inputs that kiln needs at compile time (a Reshape's shape,
+a Clip's bounds) are bound as constants from the case's data, as a static-shape compiler must.
+The cases kiln cannot pass are listed in KNOWN_GAPS with the reason; they run as strict xfails,
+so one that starts passing is noticed.
+
+    python tests/onnx_conformance.py     # prints the per-op table for the README
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import warnings
+from collections import Counter
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from kiln.frontend.onnx import supported_ops
+from kiln.onnx_backend import KilnBackend
+
+CLAIMED = frozenset(supported_ops()) | {"Constant", "ConstantOfShape"}
+_TRAINING = "training mode is outside inference import (training arrives with autodiff)"
+KNOWN_GAPS = {
+    "test_batchnorm_example_training_mode": _TRAINING,
+    "test_batchnorm_epsilon_training_mode": _TRAINING,
+    "test_training_dropout": _TRAINING,
+    "test_training_dropout_default": _TRAINING,
+    "test_training_dropout_default_mask": _TRAINING,
+    "test_training_dropout_mask": _TRAINING,
+    "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's Indices output is not imported",
+    "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's Indices output is not imported",
+    "test_identity_sequence": "sequence values are not tensors; kiln's IR holds tensors only",
+    "test_identity_opt": "optional values are not tensors; kiln's IR holds tensors only",
+    "test_Conv3d": "3-D convolution is not supported (1-D and 2-D are)",
+    "test_Conv3d_dilated": "3-D convolution is not supported (1-D and 2-D are)",
+    "test_Conv3d_dilated_strided": "3-D convolution is not supported (1-D and 2-D are)",
+    "test_Conv3d_groups": "3-D convolution is not supported (1-D and 2-D are)",
+    "test_Conv3d_no_bias": "3-D convolution is not supported (1-D and 2-D are)",
+    "test_Conv3d_stride": "3-D convolution is not supported (1-D and 2-D are)",
+    "test_Conv3d_stride_padding": "3-D convolution is not supported (1-D and 2-D are)",
+}
+DATA_KINDS = ("pytorch-converted", "pytorch-operator")
+
+
+def ops_of(model: onnx.ModelProto) -> set[str]:
+    return {n.op_type for n in model.graph.node}
+
+
+def label(model: onnx.ModelProto) -> str:
+    """The op a case is about: its first op other than Constant."""
+    ops = [n.op_type for n in model.graph.node if n.op_type != "Constant"]
+    return ops[0] if ops else "Constant"
+
+
+@functools.cache
+def node_cases() -> list:
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        cases = collect_testcases()
+    return [c for c in cases if ops_of(c.model) <= CLAIMED]
+
+
+@functools.cache
+def model_cases() -> list:
+    """(name, kind, model, [(inputs, outputs)], rtol, atol) for the data-folder model tests."""
+    from onnx.backend.test.loader import load_model_tests
+
+    out = []
+    for kind in DATA_KINDS:
+        for t in load_model_tests(kind=kind):
+            model = onnx.load(os.path.join(t.model_dir, "model.onnx"))
+            if not ops_of(model) <= CLAIMED:
+                continue
+            sets = []
+            for d in sorted(glob.glob(os.path.join(t.model_dir, "test_data_set_*"))):
+                load = [numpy_helper.to_array(onnx.load_tensor(f)) for f in sorted(glob.glob(d + "/*.pb"))
+                        if os.path.basename(f).startswith("input_")]
+                want = [numpy_helper.to_array(onnx.load_tensor(f)) for f in sorted(glob.glob(d + "/*.pb"))
+                        if os.path.basename(f).startswith("output_")]
+                sets.append((load, want))
+            out.append((t.name, kind, model, sets, t.rtol, t.atol))
+    return out
+
+
+def run_case(model: onnx.ModelProto, data_sets, rtol: float, atol: float) -> None:
+    """Import, compile and run `model` on each data set; assert every output within tolerance."""
+    for inputs, expected in data_sets:
+        rep = KilnBackend.prepare(model)
+        got = rep.run(list(inputs))
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected, strict=True):
+            e = np.asarray(e)
+            assert g.shape == e.shape, f"shape {g.shape} != expected {e.shape}"
+            np.testing.assert_allclose(g, e, rtol=rtol, atol=atol)
+
+
+def table() -> str:
+    counts: Counter[str] = Counter()
+    passed: Counter[str] = Counter()
+    runs = [(c.name, label(c.model), c.model, c.data_sets, c.rtol, c.atol) for c in node_cases()]
+    runs += [(name, label(m), m, sets, r, a) for name, _, m, sets, r, a in model_cases()]
+    for name, op, model, sets, rtol, atol in runs:
+        counts[op] += 1
+        try:
+            run_case(model, sets, rtol, atol)
+            passed[op] += 1
+        except Exception:  # noqa: BLE001 - counted, the test module reports details
+            pass
+    rows = [f"| {op} | {passed[op]}/{counts[op]} |" for op in sorted(counts)]
+    total = f"| **all** | **{sum(passed.values())}/{sum(counts.values())}** |"
+    return "\n".join(["| op | cases passing |", "|---|---|", *rows, total])
+
+
+if __name__ == "__main__":
+    print(table())
