@@ -9,10 +9,12 @@
 from . import errors, ir, passes
 from .api import TARGETS, compile, load_model
 from .frontend import Builder, models
+from .frontend.onnx import from_onnx
+from .frontend.onnx_export import save_onnx, to_onnx
 from .ir import Graph, format_graph, parse, verify
 from .runtime import Executable, interpret
 
 __version__ = "0.1.0"
 
-__all__ = ["Builder", "Executable", "Graph", "TARGETS", "compile", "errors", "format_graph",
-           "interpret", "ir", "load_model", "models", "parse", "passes", "verify"]
+__all__ = ["Builder", "Executable", "Graph", "TARGETS", "compile", "errors", "format_graph", "from_onnx",
+           "interpret", "ir", "load_model", "models", "parse", "passes", "save_onnx", "to_onnx", "verify"]

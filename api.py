@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .frontend import models
+from .frontend.onnx import from_onnx
 from .ir import Graph
 from .ir.errors import UnsupportedError
 from .passes import PIPELINES, run_passes
@@ -15,18 +16,23 @@ PLANNED_TARGETS = ("cpu", "cuda")  # named by the design, not built yet
 MODES = ("inference",)
 
 
-def load_model(spec: str | Graph, **kwargs) -> Graph:
-    """A graph from a zoo name (`zoo:resnet18`, keyword args go to the builder) or a Graph."""
+def load_model(spec: str | Path | Graph, **kwargs) -> Graph:
+    """A graph from a zoo name (`zoo:resnet18`), an ONNX file path, or a Graph (returned as is).
+
+    Keyword arguments go to the zoo builder (`batch=...`) or to `from_onnx` (`batch=...`,
+    `input_shapes=...`)."""
     if isinstance(spec, Graph):
         return spec
-    if not isinstance(spec, str):
-        raise UnsupportedError(f"expected a kiln Graph or a model name like 'zoo:resnet18', got {type(spec).__name__}")
+    if not isinstance(spec, (str, Path)):
+        raise UnsupportedError(f"expected a kiln Graph, a model name like 'zoo:resnet18' or an .onnx path, "
+                               f"got {type(spec).__name__}")
+    spec = str(spec)
     if spec.startswith("zoo:"):
         return models.get_model(spec[4:], **kwargs)
-    if spec.endswith(".onnx") or Path(spec).suffix == ".onnx":
-        raise UnsupportedError(f"{spec}: ONNX import is not built yet; models available now: "
-                               f"{', '.join('zoo:' + n for n in models.ZOO)}")
-    raise UnsupportedError(f"unknown model {spec!r}: give zoo:NAME with NAME one of {', '.join(models.ZOO)}")
+    if spec.endswith(".onnx") or Path(spec).exists():
+        return from_onnx(spec, **kwargs)
+    raise UnsupportedError(f"unknown model {spec!r}: give an .onnx file or zoo:NAME with NAME one of "
+                           f"{', '.join(models.ZOO)}")
 
 
 def compile(model: Graph | str, target: str = "reference", mode: str = "inference",

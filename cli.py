@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_cmd(name: str, help_: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help_)
-        c.add_argument("model", help="zoo:NAME (e.g. zoo:resnet18)")
+        c.add_argument("model", help="zoo:NAME (e.g. zoo:resnet18) or a path to an .onnx file")
         c.add_argument("--batch", type=int, help="batch size for zoo models (default 1)")
         return c
 

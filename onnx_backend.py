@@ -23,7 +23,8 @@ from .api import compile
 from .frontend.onnx import from_onnx
 from .ir.errors import InputError, UnsupportedError
 
-TARGET_FOR_DEVICE = {DeviceType.CPU: "reference"}
+TARGET_FOR_DEVICE = {DeviceType.CPU: "reference"}  # CUDA joins with the CUDA backend
+DEVICE_NAMES = {DeviceType.CPU: "CPU", DeviceType.CUDA: "CUDA"}
 
 
 class KilnBackendRep(BackendRep):
@@ -78,7 +79,8 @@ class KilnBackend(Backend):
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs) -> KilnBackendRep:
         if not cls.supports_device(device):
-            raise UnsupportedError(f"device {device!r}: kiln's ONNX backend runs on {sorted(d.name for d in TARGET_FOR_DEVICE)}")
+            raise UnsupportedError(f"device {device!r}: kiln's ONNX backend runs on "
+                                   f"{', '.join(DEVICE_NAMES[d] for d in TARGET_FOR_DEVICE)}")
         return KilnBackendRep(model, TARGET_FOR_DEVICE[Device(device).type])
 
     @classmethod

@@ -62,3 +62,19 @@ def test_python_dash_m_kiln():
     r = subprocess.run([sys.executable, "-m", "kiln", "info", "zoo:lenet5", "--json"],
                        capture_output=True, text=True, check=True)
     assert json.loads(r.stdout)["params"] == 61706
+
+
+def test_onnx_files_work_wherever_zoo_names_do(tmp_path, capsys):
+    path = tmp_path / "lenet.onnx"
+    assert main(["export-onnx", "zoo:lenet5", str(path), "--batch", "2"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"] == 61706
+    assert main(["compile", str(path), "--check"]) == 0
+    assert "check: OK" in capsys.readouterr().out
+    g = kiln.load_model(str(path), batch=2)
+    assert g.inputs[0].type.shape == (2, 1, 28, 28)
+    x = np.random.default_rng(1).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    (ours,) = kiln.interpret(g, {"input": x})
+    (ref,) = kiln.interpret(kiln.models.lenet5(batch=2), {"input": x})
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)

@@ -50,6 +50,20 @@ def _load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
         raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
 
 
+def _with_output_types(m: onnx.ModelProto) -> onnx.ModelProto:
+    """kiln infers every output type, so a graph output declared without one (as hand-built
+    models often are) is given a placeholder for the checker's sake."""
+    if all(o.type.HasField("tensor_type") and o.type.tensor_type.HasField("shape") for o in m.graph.output):
+        return m
+    copy = onnx.ModelProto()
+    copy.CopyFrom(m)
+    for o in copy.graph.output:
+        if not o.type.tensor_type.elem_type:
+            o.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+        o.type.tensor_type.shape.SetInParent()
+    return copy
+
+
 def _opset(m: onnx.ModelProto) -> int:
     versions = [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")]
     if not versions:
@@ -152,7 +166,7 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
     integer ones consts)."""
     m = _load(model)
     try:
-        onnx.checker.check_model(m)
+        onnx.checker.check_model(_with_output_types(m))
     except onnx.checker.ValidationError as e:
         raise ModelError(f"the model is malformed: {str(e).strip().splitlines()[0]}") from None
     source_opset = _opset(m)
