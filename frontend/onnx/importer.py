@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx.reference
+import onnx.shape_inference
 import onnx.version_converter
 from onnx import helper, numpy_helper
 
@@ -71,13 +72,54 @@ def _opset(m: onnx.ModelProto) -> int:
     return versions[0]
 
 
+_LEGACY_BROADCAST = ("Add", "Sub", "Mul", "Div", "Pow", "And", "Or", "Xor", "Equal", "Greater", "Less")
+
+
+def _align_legacy_broadcast(m: onnx.ModelProto) -> onnx.ModelProto:
+    """Before opset 7, `broadcast=1 axis=k` aligned B with A's axis k; the version converter only
+    handles suffix alignment, so B gets trailing unit axes here (an Unsqueeze node, or a reshaped
+    initializer) to end at A's last axis, and the `axis` attribute goes."""
+    inferred = onnx.shape_inference.infer_shapes(m)
+    ranks = {vi.name: len(vi.type.tensor_type.shape.dim)
+             for vi in (*inferred.graph.value_info, *inferred.graph.input)
+             if vi.type.tensor_type.HasField("shape")}
+    ranks.update({t.name: len(t.dims) for t in m.graph.initializer})
+    nodes, changed = [], False
+    for k, node in enumerate(m.graph.node):
+        axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+        legacy = node.op_type in _LEGACY_BROADCAST and axis is not None and len(node.input) == 2
+        rank_a, rank_b = (ranks.get(node.input[0]), ranks.get(node.input[1])) if legacy else (None, None)
+        if rank_a is None or rank_b is None:
+            nodes.append(node)
+            continue
+        extra = rank_a - (axis + rank_a if axis < 0 else axis) - rank_b
+        fixed = onnx.NodeProto()
+        fixed.CopyFrom(node)
+        del fixed.attribute[:]
+        fixed.attribute.extend(a for a in node.attribute if a.name != "axis")
+        if extra > 0:
+            aligned = f"{node.input[1]}.aligned_{k}"
+            nodes.append(helper.make_node("Unsqueeze", [node.input[1]], [aligned],
+                                          axes=list(range(rank_b, rank_b + extra))))
+            fixed.input[1] = aligned
+        nodes.append(fixed)
+        changed = True
+    if not changed:
+        return m
+    copy = onnx.ModelProto()
+    copy.CopyFrom(m)
+    del copy.graph.node[:]
+    copy.graph.node.extend(nodes)
+    return copy
+
+
 def _upgrade(m: onnx.ModelProto) -> onnx.ModelProto:
     """Models older than opset 7 (legacy broadcasting) are upgraded by onnx's version converter."""
     v = _opset(m)
     if v >= MIN_OPSET:
         return m
     try:
-        return onnx.version_converter.convert_version(m, MIN_OPSET)
+        return onnx.version_converter.convert_version(_align_legacy_broadcast(m), MIN_OPSET)
     except Exception as e:  # noqa: BLE001 - the converter raises RuntimeError and friends
         raise UnsupportedError(f"opset {v} is older than kiln imports (opset {MIN_OPSET} and later) and "
                                f"onnx's version converter could not upgrade it: {e}") from None
@@ -108,19 +150,20 @@ def _input_shape(vi: onnx.ValueInfoProto, batch: int, override: Sequence[int] | 
 
 
 def _fold(ctx: ImportContext, node: onnx.NodeProto, view: NodeView) -> None:
-    """Evaluate a node whose inputs are all known, with onnx's reference evaluator."""
+    """Evaluate a node whose inputs are all known, with onnx's reference evaluator, at the
+    model's opset (wrapped in a one-node model: a bare node would run at the newest opset)."""
     feeds = {i: ctx.known[i] for i in view.inputs if i}
-    proto = helper.make_node(node.op_type, list(node.input), list(node.output), domain=node.domain,
-                             name=node.name)
-    proto.attribute.extend(node.attribute)
+    ins = [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+           for i, v in feeds.items()]
+    outs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
+    model = helper.make_model(helper.make_graph([node], "fold", ins, outs),
+                              opset_imports=[helper.make_opsetid("", ctx.opset)])
     try:
-        ev = onnx.reference.ReferenceEvaluator(proto, opsets={"": ctx.opset})
-        results = ev.run(None, feeds)
+        results = onnx.reference.ReferenceEvaluator(model).run(None, feeds)
     except Exception as e:  # noqa: BLE001
         raise ConvertError(f"could not evaluate it on its constant inputs: {type(e).__name__}: {e}") from None
-    for name, r in zip(node.output, results, strict=False):
-        if name:
-            ctx.set_known(name, np.asarray(r))
+    for name, r in zip([o for o in node.output if o], results, strict=True):
+        ctx.set_known(name, np.asarray(r))
 
 
 def _convert_node(ctx: ImportContext, node: onnx.NodeProto) -> None:
