@@ -16,5 +16,22 @@ from .runtime import Executable, interpret
 
 __version__ = "0.1.0"
 
-__all__ = ["Builder", "Executable", "Graph", "TARGETS", "compile", "errors", "format_graph", "from_onnx",
-           "interpret", "ir", "load_model", "models", "parse", "passes", "save_onnx", "to_onnx", "verify"]
+__all__ = [
+           "TARGETS",
+           "Builder",
+           "Executable",
+           "Graph",
+           "compile",
+           "errors",
+           "format_graph",
+           "from_onnx",
+           "interpret",
+           "ir",
+           "load_model",
+           "models",
+           "parse",
+           "passes",
+           "save_onnx",
+           "to_onnx",
+           "verify",
+]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from .ir.errors import (
     InputError,
-    ModelError,
     IRError,
     KilnError,
+    ModelError,
     ParseError,
     PassError,
     ShapeError,

@@ -26,7 +26,7 @@ def ir_context(g: Graph, node: Node | None, radius: int = 3) -> str:
         return "\n".join(lines[: 2 * radius + 1])
     first_node_line = next(i for i, s in enumerate(lines) if not s.strip().startswith("param")
                            and i > 0)
-    at = first_node_line + [i for i, n in enumerate(g.nodes) if n is node][0]
+    at = first_node_line + next(i for i, n in enumerate(g.nodes) if n is node)
     lo, hi = max(0, at - radius), min(len(lines), at + radius + 1)
     out = [("  >>" if i == at else "    ") + lines[i] for i in range(lo, hi)]
     return "\n".join(out)

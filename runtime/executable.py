@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..ir.errors import InputError
 from ..ir import Graph, Value
+from ..ir.errors import InputError
 
 
 def check_feeds(inputs: Sequence[Value], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

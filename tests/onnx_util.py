@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import helper
-
 from kiln.ir import TensorType, dtype_of, get_op, infer_types, normalize_attrs
+from onnx import helper
 
 # onnx 1.23 writes IR version 14 by default, which the installed onnxruntime refuses.
 IR_VERSION = 10

@@ -2,10 +2,9 @@
 
 import re
 
+import kiln
 import numpy as np
 import pytest
-
-import kiln
 from kiln.errors import InputError, KilnError, PassError, UnsupportedError
 from kiln.frontend import Builder
 from kiln.ir import Graph, parse
@@ -34,7 +33,7 @@ def test_compile_runs_the_pipeline_and_matches_the_interpreter():
     (ref,) = kiln.interpret(g, f)
     np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-6)
     assert [n.op for n in exe.graph.nodes].count("dropout") == 0
-    assert [r.name for r in exe.passes][0] == "import"
+    assert next(r.name for r in exe.passes) == "import"
     (y2,) = exe(f["input"])
     np.testing.assert_array_equal(y, y2)
 

@@ -4,9 +4,8 @@ import json
 import subprocess
 import sys
 
-import numpy as np
-
 import kiln
+import numpy as np
 from kiln.cli import main
 from kiln.ir import graph_stats
 

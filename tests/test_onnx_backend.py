@@ -8,10 +8,9 @@ import numpy as np
 import onnx
 import onnx.backend.test
 import pytest
-from onnx import helper
-
 from kiln.errors import InputError, UnsupportedError
 from kiln.onnx_backend import KilnBackend
+from onnx import helper
 
 _SELECTED = re.compile(
     r"^test_(relu|conv_with_strides_padding|gemm_all_attributes|maxpool_2d_pads|averagepool_2d_same_upper|"

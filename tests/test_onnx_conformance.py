@@ -2,7 +2,6 @@
 for every op kiln claims, each within the case's own tolerance (see onnx_conformance.py)."""
 
 import pytest
-
 from onnx_conformance import KNOWN_GAPS, model_cases, node_cases, run_case
 
 

@@ -1,12 +1,11 @@
 """ONNX export: exported models run in onnxruntime (the independent oracle) and agree with kiln's
 reference interpreter; what cannot be exported is refused with a clear error."""
 
+import kiln
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
-import kiln
 from kiln.cli import main
 from kiln.errors import UnsupportedError
 from kiln.frontend.onnx_export import CONVERTERS, save_onnx, to_onnx

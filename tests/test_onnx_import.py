@@ -12,12 +12,11 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-from onnx_util import IR_VERSION
-
 from kiln.errors import KilnError, ModelError, UnsupportedError
 from kiln.frontend.onnx import from_onnx
 from kiln.runtime import interpret
+from onnx import TensorProto, helper, numpy_helper
+from onnx_util import IR_VERSION
 
 F32 = np.float32
 RTOL, ATOL = 1e-4, 1e-5

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx_util import Const, run_kiln_op, run_onnx_reference, run_onnxruntime
-
 from kiln.ir import IRError, ShapeError, TensorType, infer_types, normalize_attrs
+from onnx_util import Const, run_kiln_op, run_onnx_reference, run_onnxruntime
 
 F32 = np.float32
 

@@ -3,7 +3,6 @@ interpreter, and what the pass claims, counted."""
 
 import numpy as np
 import pytest
-
 from kiln.ir import parse
 from kiln.ir.testing import assert_graph_equal
 from kiln.passes import (

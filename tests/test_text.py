@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from kiln.frontend import Builder
 from kiln.ir import ParseError, format_graph, parse, verify
 from kiln.runtime import interpret

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from kiln.ir import Graph, IRError, Node, Param, TensorType, Value, VerifyError, parse, verify
 
 GOOD = """

@@ -8,21 +8,21 @@ kept; the small ones are cached for the other tests.
 from __future__ import annotations
 
 import functools
+import itertools
 
+import kiln
 import networkx as nx
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
-import kiln
 from kiln.frontend.dsl import Builder
 from kiln.frontend.graphs import normalized_adjacency, random_graph
 from kiln.frontend.models import ZOO, get_model
 from kiln.frontend.models._layers import adaptive_avgpool
 from kiln.ir import Param, graph_stats, verify
 from kiln.runtime import interpret
+from onnx import TensorProto, helper, numpy_helper
 
 
 def cifar_resnet_params(n: int, classes: int = 10) -> int:
@@ -123,7 +123,7 @@ def test_resnet_names_follow_torchvision():
     roles = {p.name: p.role for p in g.params}
     assert roles["layer1.0.bn1.weight"] == "param" and roles["layer1.0.bn1.running_var"] == "buffer"
     assert "layer4.1.conv2.weight" in roles and "fc.bias" in roles
-    assert not any(n.endswith("conv1.bias") or n.endswith("conv2.bias") for n in roles)
+    assert not any(n.endswith(("conv1.bias", "conv2.bias")) for n in roles)
 
 
 def test_resnet_strides_as_in_the_paper():
@@ -253,7 +253,7 @@ def test_normalized_adjacency_matches_dense_numpy(graph):
     want = _dense_normalized(a)
     csr = normalized_adjacency(graph)
     indptr, indices, _ = csr
-    assert all((np.diff(indices[lo:hi]) > 0).all() for lo, hi in zip(indptr[:-1], indptr[1:]))
+    assert all((np.diff(indices[lo:hi]) > 0).all() for lo, hi in itertools.pairwise(indptr))
     np.testing.assert_allclose(_dense(csr), want, rtol=1e-12)
     np.testing.assert_allclose(_dense(normalized_adjacency(a)), want, rtol=1e-12)  # dense input
     raw = np.nonzero(a)

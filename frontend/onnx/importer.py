@@ -240,8 +240,6 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
             t = TensorType(_ir_dtype(vi.type.tensor_type.elem_type, f"input %{vi.name}"),
                            _input_shape(vi, batch, shapes.pop(vi.name, None)))
         except (ConvertError, IRError) as e:
-            if isinstance(e, NeedsConstant) and e.name in input_names:
-                needs.append(e.name)
             errors.append(f"graph input {vi.name}: {e}")
             continue
         ctx.types[vi.name] = t

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .context import ConvertError, ImportContext
+from .context import ImportContext
 from .converters import NodeView, converter
 
 

@@ -57,7 +57,7 @@ def patches(xp: np.ndarray, kh: int, kw: int, oh: int, ow: int, stride, dilation
 
 def conv2d_reference(x, w, b, stride, dilation, pads, groups) -> np.ndarray:
     pt, pl, pb, pr = pads
-    n, c = x.shape[:2]
+    n = x.shape[0]
     m, cg, kh, kw = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     oh = window_out(x.shape[2], kh, stride[0], dilation[0], pt, pb)
