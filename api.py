@@ -10,9 +10,10 @@ from .ir import Graph
 from .ir.errors import UnsupportedError
 from .passes import PIPELINES, run_passes
 from .runtime import Executable, interpret
+from .runtime.arena import ArenaRunner
 
-TARGETS = ("reference",)  # what compile() can build today
-PLANNED_TARGETS = ("cpu", "cuda")  # named by the design, not built yet
+TARGETS = ("reference", "cpu")  # what compile() can build today
+PLANNED_TARGETS = ("cuda",)  # named by the design, not built yet
 MODES = ("inference",)
 
 
@@ -36,11 +37,12 @@ def load_model(spec: str | Path | Graph, **kwargs) -> Graph:
 
 
 def compile(model: Graph | str, target: str = "reference", mode: str = "inference",
-            dump_dir: str | Path | None = None) -> Executable:
+            dump_dir: str | Path | None = None, threads: int | None = None) -> Executable:
     """Optimise `model` with the (target, mode) pipeline and bind it to a runner.
 
-    With `dump_dir`, the IR after every pass is written there (NN-<pass>.ir and index.md).
-    """
+    With `dump_dir`, the IR after every pass is written there (NN-<pass>.ir and index.md), and
+    for kernel targets the generated sources under `kernels/`. `threads` caps the CPU target's
+    worker threads (default: all cores)."""
     if target not in TARGETS:
         planned = f" ('{target}' is planned but not built yet)" if target in PLANNED_TARGETS else ""
         raise UnsupportedError(f"unknown target {target!r}{planned}; targets that exist: {', '.join(TARGETS)}")
@@ -48,4 +50,10 @@ def compile(model: Graph | str, target: str = "reference", mode: str = "inferenc
         raise UnsupportedError(f"mode {mode!r} is not supported; modes that exist: {', '.join(MODES)}")
     graph = load_model(model)
     optimized, records = run_passes(graph, PIPELINES[(target, mode)], dump_dir)
-    return Executable(optimized, lambda feeds: interpret(optimized, feeds), target, records)
+    if target == "reference":
+        return Executable(optimized, lambda feeds: interpret(optimized, feeds), target, records)
+    from .backends.numba_cpu import build  # numba loads only when a kernel target is asked for
+
+    compiled = build(optimized, dump_dir)
+    runner = ArenaRunner(compiled, threads)
+    return Executable(optimized, runner, target, records, profiler=runner.profile, compiled=compiled)

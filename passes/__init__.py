@@ -25,6 +25,7 @@ INFERENCE_CLEANUP = [
 
 PIPELINES: dict[tuple[str, str], list[Pass]] = {
     ("reference", "inference"): INFERENCE_CLEANUP,
+    ("cpu", "inference"): INFERENCE_CLEANUP,
 }
 
 

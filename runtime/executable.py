@@ -42,11 +42,13 @@ class Executable:
     """A compiled graph. `run(feeds)` returns the outputs in graph order as fresh arrays."""
 
     def __init__(self, graph: Graph, runner: Callable[[dict[str, np.ndarray]], list[np.ndarray]],
-                 target: str, passes: Sequence = ()):
+                 target: str, passes: Sequence = (), profiler: Callable | None = None, compiled=None):
         self.graph = graph
         self.target = target
         self.passes = tuple(passes)  # PassRecord per pass run, in order
+        self.compiled = compiled  # the backend's program and kernels (None for the reference target)
         self._runner = runner
+        self._profiler = profiler
 
     @property
     def input_names(self) -> list[str]:
@@ -58,6 +60,12 @@ class Executable:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         return self._runner(check_feeds(self.graph.inputs, feeds))
+
+    def profile(self, feeds: Mapping[str, np.ndarray], repeat: int = 5) -> list[dict]:
+        """Per kernel launch: node, kernel, best time of `repeat` runs, FLOPs, GFLOP/s."""
+        if self._profiler is None:
+            raise InputError(f"target {self.target!r} runs no kernels to profile; compile for 'cpu'")
+        return self._profiler(check_feeds(self.graph.inputs, feeds), repeat)
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
         names = self.input_names

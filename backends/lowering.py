@@ -1,0 +1,147 @@
+"""The lowering every backend shares: a graph becomes a Program.
+
+A Program is the list of kernels (generated source, one per distinct specialisation, shared by
+every node that needs the same code), the launch list (which kernel runs on which buffers, in
+graph order), and the buffer plan (where every value lives: an offset into one arena per dtype).
+Backends differ only in the templates that render a node's kernel source and in how they
+compile and run it.
+
+Values produced by pure views (reshape, flatten, identity, inference dropout) share their
+input's buffer: in a flat buffer a reshape moves no data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..ir import Graph, Node, TensorType, get_op
+from ..ir.errors import UnsupportedError
+from ..ir.types import dtype_of
+from ..ir.verify import node_label
+
+ALIAS_OPS = frozenset({"reshape", "flatten", "identity", "dropout"})
+
+
+@dataclass(frozen=True, slots=True)
+class KernelSource:
+    """What a template renders for one node: the kernel function's source (without imports or
+    decorator), its parameter names in call order, and the node's argument values."""
+
+    body: str  # source of `def {name}(...)`, with the literal name placeholder KERNEL
+    args: tuple[str, ...]  # value names passed, in order (buffers, params or packed params)
+    note: str = ""  # the choice made (algorithm, block sizes), shown in dumps
+    parallel: bool = False
+    fastmath: bool = False
+    packed: Mapping[str, np.ndarray] = field(default_factory=dict)  # new param data, by name
+
+
+@dataclass(frozen=True, slots=True)
+class Kernel:
+    name: str
+    body: str
+    arg_dtypes: tuple[str, ...]  # IR dtype of each (flat, contiguous) array argument
+    parallel: bool
+    fastmath: bool
+    note: str
+    nodes: tuple[str, ...]  # the nodes launching it
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    kernel: str
+    args: tuple[str, ...]
+    node: str  # IR node label, for tracing and profiles
+    flops: int
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where a value lives: `offset` elements into the arena of its dtype."""
+
+    dtype: str
+    offset: int
+    size: int
+
+
+@dataclass
+class Program:
+    graph: Graph
+    kernels: dict[str, Kernel]
+    launches: list[Launch]
+    slots: dict[str, Slot]  # activations and graph inputs
+    arena_sizes: dict[str, int]  # dtype -> elements
+    params: dict[str, np.ndarray]  # param and packed data, by name, flat and contiguous
+
+
+Template = Callable[[Node, list[TensorType], list[TensorType]], KernelSource]
+
+
+def kernel_name(op: str, body: str, arg_dtypes: tuple[str, ...], flags: tuple) -> str:
+    key = repr((body, arg_dtypes, flags)).encode()
+    return f"k_{op}_{hashlib.sha1(key).hexdigest()[:12]}"
+
+
+def plan_buffers(g: Graph) -> tuple[dict[str, Slot], dict[str, int], dict[str, str]]:
+    """One slot per value, packed one after another per dtype. A view op's output (not a graph
+    output) is an alias: it reads its input's buffer or param. Returns (slots, arena sizes,
+    aliases: value -> the slot or param it reads)."""
+    slots: dict[str, Slot] = {}
+    sizes: dict[str, int] = {}
+    aliases: dict[str, str] = {}
+    outputs = set(g.outputs)
+
+    def place(name: str, t: TensorType) -> None:
+        off = sizes.get(t.dtype, 0)
+        slots[name] = Slot(t.dtype, off, t.numel)
+        sizes[t.dtype] = off + max(t.numel, 1)
+
+    for v in g.inputs:
+        place(v.name, v.type)
+    for n in g.nodes:
+        for v in n.outputs:
+            if n.op in ALIAS_OPS and v.name not in outputs:
+                src = n.inputs[0]
+                aliases[v.name] = aliases.get(src, src)
+                if aliases[v.name] in slots:
+                    slots[v.name] = Slot(v.type.dtype, slots[aliases[v.name]].offset, v.type.numel)
+            else:
+                place(v.name, v.type)
+    return slots, sizes, aliases
+
+
+def lower(g: Graph, templates: Mapping[str, Template], target: str) -> Program:
+    """Render every node with its template; identical kernels are shared."""
+    missing = sorted({n.op for n in g.nodes if n.op not in templates and n.op not in ALIAS_OPS})
+    if missing:
+        raise UnsupportedError(f"target {target!r} has no kernels for op(s) {missing}")
+    slots, sizes, aliases = plan_buffers(g)
+    params = {p.name: np.ascontiguousarray(p.data).reshape(-1) for p in g.params}
+    kernels: dict[str, Kernel] = {}
+    launches: list[Launch] = []
+    types = g.values
+    for n in g.nodes:
+        if n.outputs[0].name in aliases:
+            continue  # a view: nothing runs
+        ins = tuple(aliases.get(i, i) for i in n.inputs)
+        node = n.with_(inputs=ins) if ins != n.inputs else n
+        op = "copy" if n.op in ALIAS_OPS else n.op  # a view that is a graph output is copied
+        in_types = [types[i].type for i in n.inputs]
+        src = templates[op](node, in_types, [v.type for v in n.outputs])
+        packed = {k: np.ascontiguousarray(v).reshape(-1) for k, v in src.packed.items()}
+        params.update(packed)
+        dtypes = tuple(dtype_of(params[a]) if a in params else types[a].type.dtype for a in src.args)
+        name = kernel_name(op, src.body, dtypes, (src.parallel, src.fastmath))
+        label = node_label(n)
+        if name in kernels:
+            k = kernels[name]
+            kernels[name] = replace(k, nodes=(*k.nodes, label))
+        else:
+            kernels[name] = Kernel(name, src.body.replace("KERNEL", name), dtypes, src.parallel,
+                                   src.fastmath, src.note, (label,))
+        cost = get_op(n.op).cost(in_types, [v.type for v in n.outputs], n.attrs)
+        launches.append(Launch(name, src.args, label, cost.flops))
+    return Program(g, kernels, launches, slots, sizes, params)

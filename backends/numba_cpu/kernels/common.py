@@ -1,0 +1,87 @@
+"""Helpers for writing kernel templates: literals, dtypes, and nested loops over static shapes.
+
+A template is `def render(node, in_types, out_types) -> KernelSource`. Its body defines
+`def KERNEL(<array args>):` (the lowering substitutes the kernel's name) over flat, contiguous
+arrays; shapes are static, so sizes and strides are written into the source as literals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from ...lowering import KernelSource  # noqa: F401  (re-exported for templates)
+
+PARALLEL_MIN = 1 << 15  # below this many elements a prange costs more than it saves
+
+NP_NAMES = {"f16": "np.float16", "f32": "np.float32", "f64": "np.float64", "i8": "np.int8",
+            "u8": "np.uint8", "i16": "np.int16", "u16": "np.uint16", "i32": "np.int32",
+            "u32": "np.uint32", "i64": "np.int64", "u64": "np.uint64", "bool": "np.bool_"}
+
+
+def lit(x: float, dtype: str = "f32") -> str:
+    """A scalar literal of IR dtype `dtype` (infinities spelled for numba)."""
+    if dtype.startswith(("i", "u")):
+        return f"{NP_NAMES[dtype]}({int(x)})"
+    if dtype == "bool":
+        return "True" if x else "False"
+    if math.isinf(x):
+        return f"{NP_NAMES[dtype]}({'-' if x < 0 else ''}np.inf)"
+    return f"{NP_NAMES[dtype]}({float(x)!r})"
+
+
+def strides(shape: Sequence[int]) -> list[int]:
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return out[::-1]
+
+
+def broadcast_strides(in_shape: Sequence[int], out_shape: Sequence[int]) -> list[int]:
+    """Element strides of an input read at output coordinates (0 along broadcast axes)."""
+    pad = (1,) * (len(out_shape) - len(in_shape)) + tuple(in_shape)
+    st = strides(pad)
+    return [0 if d == 1 and o != 1 else s for d, o, s in zip(pad, out_shape, st, strict=True)]
+
+
+def collapse(shape: Sequence[int], *stride_sets: Sequence[int]) -> tuple[list[int], list[list[int]]]:
+    """Merge adjacent axes that every stride set walks contiguously, to nest fewer loops."""
+    if not shape:
+        return [1], [[0] for _ in stride_sets]
+    dims = [int(d) for d in shape]
+    sets = [list(s) for s in stride_sets]
+    i = len(dims) - 1
+    while i > 0:
+        inner = dims[i]
+        if all(s[i - 1] == s[i] * inner for s in sets):
+            dims[i - 1] *= inner
+            del dims[i]
+            for s in sets:
+                s[i - 1] = s[i]
+                del s[i]
+        i -= 1
+    keep = [k for k, d in enumerate(dims) if d != 1] or [0]
+    return [dims[k] for k in keep], [[s[k] for k in keep] for s in sets]
+
+
+def nested_loops(shape: Sequence[int], index_strides: dict[str, Sequence[int]], body: Sequence[str],
+                 parallel: bool, indent: int = 1) -> list[str]:
+    """Loops over `shape` computing each named flat index from its strides, then `body`."""
+    lines = []
+    pad = "    " * indent
+    for k, d in enumerate(shape):
+        rng = "prange" if parallel and k == 0 else "range"
+        lines.append(f"{pad}for i{k} in {rng}({d}):")
+        pad += "    "
+    for name, st in index_strides.items():
+        terms = [f"i{k} * {s}" if s != 1 else f"i{k}" for k, s in enumerate(st) if s != 0]
+        lines.append(f"{pad}{name} = {' + '.join(terms) or '0'}")
+    lines += [pad + b for b in body]
+    return lines
+
+
+def as_array(x) -> np.ndarray:
+    return np.ascontiguousarray(x)

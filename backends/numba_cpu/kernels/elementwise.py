@@ -1,0 +1,77 @@
+"""Elementwise kernels: activations (one flat loop, sized at run time so every layer shares the
+kernel), broadcasting arithmetic (nested loops over the collapsed output shape), copies."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ....ir import Node, TensorType
+from .common import PARALLEL_MIN, KernelSource, broadcast_strides, collapse, lit, nested_loops, strides
+
+
+def _unary_expr(node: Node, t: TensorType) -> str:
+    a, d = node.attrs, t.dtype
+    if node.op == "relu":
+        return f"v if v > {lit(0, d)} else {lit(0, d)}"
+    if node.op == "leaky_relu":
+        return f"v if v >= {lit(0, d)} else v * {lit(a['alpha'], d)}"
+    if node.op == "sigmoid":
+        return f"{lit(1, d)} / ({lit(1, d)} + math.exp(-v))"
+    if node.op == "tanh":
+        return "math.tanh(v)"
+    if node.op == "clip":
+        lo, hi = a["min"], a["max"]
+        if d.startswith(("i", "u")):
+            info = np.iinfo(t.np_dtype)
+            lo, hi = int(min(max(lo, info.min), info.max)), int(min(max(hi, info.min), info.max))
+        return f"min(max(v, {lit(lo, d)}), {lit(hi, d)})"
+    if node.op in ("copy", "identity", "dropout", "reshape", "flatten"):
+        return "v"
+    raise KeyError(node.op)
+
+
+def unary(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    par = outs[0].numel >= PARALLEL_MIN
+    body = f"""\
+def KERNEL(x, y):
+    for i in {'prange' if par else 'range'}(x.size):
+        v = x[i]
+        y[i] = {_unary_expr(node, ins[0])}
+"""
+    return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"{node.op}, flat loop", parallel=par)
+
+
+_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+
+def binary(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    out = outs[0]
+    sa = broadcast_strides(ins[0].shape, out.shape)
+    sb = broadcast_strides(ins[1].shape, out.shape)
+    shape, (so, sa, sb) = collapse(out.shape, strides(out.shape), sa, sb)
+    par = out.numel >= PARALLEL_MIN
+    op = _BINARY[node.op]
+    expr = f"a[ia] {op} b[ib]"
+    if node.op == "div" and out.dtype.startswith(("i", "u")):
+        expr = "a[ia] // b[ib]"
+    loops = nested_loops(shape, {"io": so, "ia": sa, "ib": sb}, [f"y[io] = {expr}"], par)
+    body = "def KERNEL(a, b, y):\n" + "\n".join(loops) + "\n"
+    return KernelSource(body, (node.inputs[0], node.inputs[1], node.outputs[0].name),
+                        f"{node.op}, broadcast over {list(shape)}", parallel=par)
+
+
+def prelu(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    out = outs[0]
+    so = strides(out.shape)
+    ss = broadcast_strides(ins[1].shape, out.shape)
+    shape, (so, ss) = collapse(out.shape, so, ss)
+    par = out.numel >= PARALLEL_MIN
+    loops = nested_loops(shape, {"io": so, "js": ss},
+                         ["v = x[io]", f"y[io] = v if v >= {lit(0, out.dtype)} else v * s[js]"], par)
+    return KernelSource("def KERNEL(x, s, y):\n" + "\n".join(loops) + "\n",
+                        (node.inputs[0], node.inputs[1], node.outputs[0].name), "prelu", parallel=par)
+
+
+TEMPLATES = {op: unary for op in ("relu", "leaky_relu", "sigmoid", "tanh", "clip", "copy")}
+TEMPLATES.update({op: binary for op in _BINARY})
+TEMPLATES["prelu"] = prelu
