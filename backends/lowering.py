@@ -24,6 +24,7 @@ from ..ir.types import dtype_of
 from ..ir.verify import node_label
 
 ALIAS_OPS = frozenset({"reshape", "flatten", "identity", "dropout"})
+SCRATCH = "__scratch"  # value-name prefix of the shared work buffers (one per dtype and position)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class KernelSource:
     parallel: bool = False
     fastmath: bool = False
     packed: Mapping[str, np.ndarray] = field(default_factory=dict)  # new param data, by name
+    scratch: tuple[tuple[str, int], ...] = ()  # (dtype, elements) work buffers, appended to args
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,7 @@ def lower(g: Graph, templates: Mapping[str, Template], target: str) -> Program:
     params = {p.name: np.ascontiguousarray(p.data).reshape(-1) for p in g.params}
     kernels: dict[str, Kernel] = {}
     launches: list[Launch] = []
+    scratch_sizes: dict[str, tuple[str, int]] = {}
     types = g.values
     for n in g.nodes:
         if n.outputs[0].name in aliases:
@@ -133,7 +136,14 @@ def lower(g: Graph, templates: Mapping[str, Template], target: str) -> Program:
         src = templates[op](node, in_types, [v.type for v in n.outputs])
         packed = {k: np.ascontiguousarray(v).reshape(-1) for k, v in src.packed.items()}
         params.update(packed)
-        dtypes = tuple(dtype_of(params[a]) if a in params else types[a].type.dtype for a in src.args)
+        scratch = []
+        for i, (dt, numel) in enumerate(src.scratch):  # launches run one at a time: share them
+            sname = f"{SCRATCH}_{dt}_{i}"
+            scratch_sizes[sname] = (dt, max(numel, scratch_sizes.get(sname, (dt, 0))[1]))
+            scratch.append(sname)
+        args = (*src.args, *scratch)
+        dtypes = tuple(dtype_of(params[a]) if a in params else
+                       scratch_sizes[a][0] if a in scratch_sizes else types[a].type.dtype for a in args)
         name = kernel_name(op, src.body, dtypes, (src.parallel, src.fastmath))
         label = node_label(n)
         if name in kernels:
@@ -143,5 +153,8 @@ def lower(g: Graph, templates: Mapping[str, Template], target: str) -> Program:
             kernels[name] = Kernel(name, src.body.replace("KERNEL", name), dtypes, src.parallel,
                                    src.fastmath, src.note, (label,))
         cost = get_op(n.op).cost(in_types, [v.type for v in n.outputs], n.attrs)
-        launches.append(Launch(name, src.args, label, cost.flops))
+        launches.append(Launch(name, args, label, cost.flops))
+    for sname, (dt, numel) in scratch_sizes.items():
+        slots[sname] = Slot(dt, sizes.get(dt, 0), numel)
+        sizes[dt] = sizes.get(dt, 0) + max(numel, 1)
     return Program(g, kernels, launches, slots, sizes, params)

@@ -178,6 +178,7 @@ CONVERTERS: dict[str, Converter] = {
     "clip": _clip,
     "dropout": _dropout,
     "identity": _op("Identity"),
+    "reorder": _op("Identity"),  # only plain layouts export, so a reorder left is a copy
     "add": _op("Add"),
     "sub": _op("Sub"),
     "mul": _op("Mul"),

@@ -83,6 +83,7 @@ class OpDef:
     show: tuple[str, ...] = ()
     doc: str = ""
     layouts: frozenset[str] = field(default_factory=lambda: frozenset({""}))
+    layout_policy: str = "plain"  # plain | same | free (see check_layouts)
 
     @property
     def arity(self) -> tuple[int, float]:
@@ -175,16 +176,40 @@ def normalize_attrs(op_name: str, attrs: Mapping[str, Any] | None) -> dict[str, 
 
 # -- inference ---------------------------------------------------------------------------------
 def infer_types(op_name: str, types: Sequence[TensorType], attrs: Mapping[str, Any]) -> list:
-    """Output types of `op_name` applied to operands of `types`; raises ShapeError with the op."""
+    """Output types of `op_name` applied to operands of `types`; raises ShapeError with the op.
+    Output layouts follow the op's layout policy: "same" gives input 0's layout, others plain."""
     op = get_op(op_name)
     lo, hi = op.arity
     if not lo <= len(types) <= hi:
         want = f"{lo}" if lo == hi else f"{lo} to {hi if hi != math.inf else 'any number'}"
         raise ShapeError(f"{op_name} takes {want} inputs ({', '.join(op.inputs)}), got {len(types)}")
-    for i, t in enumerate(types):
-        if t.layout not in op.layouts:
-            raise ShapeError(f"{op_name}: input {i} has layout {t.layout!r}; supports {sorted(op.layouts)}")
-    return list(op.infer(list(types), attrs))
+    out = op.infer([t.with_layout("") for t in types], attrs)
+    if op.layout_policy == "same" and types and types[0].layout:
+        out = [t.with_layout(types[0].layout) for t in out]
+    check_layouts(op, types, out)
+    return list(out)
+
+
+BLOCKED_RANK = 4  # layouts other than plain apply to 4-D (N, C, H, W) activations
+
+
+def check_layouts(op: OpDef, ins: Sequence[TensorType], outs: Sequence[TensorType]) -> None:
+    """An op's layout policy:
+    plain: every operand and result is plain;
+    same:  the 4-D operands and results share one layout from op.layouts, the rest are plain;
+    free:  each 4-D operand and result may have any layout in op.layouts (conv2d, reorder)."""
+    def fail(what: str, t: TensorType) -> None:
+        raise ShapeError(f"{op.name}: {what} has layout {t.layout!r}; {op.name} supports "
+                         f"{sorted(op.layouts)} ({op.layout_policy} policy)")
+
+    tagged = [(f"input {i}", t) for i, t in enumerate(ins)] + [(f"output {i}", t) for i, t in enumerate(outs)]
+    for what, t in tagged:
+        if t.layout and (op.layout_policy == "plain" or t.rank != BLOCKED_RANK or t.layout not in op.layouts):
+            fail(what, t)
+    if op.layout_policy == "same":
+        seen = {t.layout for _, t in tagged if t.rank == BLOCKED_RANK}
+        if len(seen) > 1:
+            raise ShapeError(f"{op.name}: 4-D operands mix layouts {sorted(seen)}; they must share one")
 
 
 def expect(cond: bool, message: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .errors import IRError, VerifyError
 from .graph import Graph, Node
-from .registry import get_op, infer_types, normalize_attrs
+from .registry import check_layouts, get_op, infer_types, normalize_attrs
 from .text import format_graph
 
 
@@ -86,7 +86,13 @@ def _check_node(g: Graph, node: Node, defined: dict, fail) -> None:
     except IRError as e:
         fail(str(e), node)
     for v, t in zip(node.outputs, expected, strict=True):
-        if v.type != t:
+        if v.type.with_layout("") != t.with_layout(""):
             fail(f"output %{v.name} is typed {v.type} but {node.op} infers {t}", node)
+        if op.layout_policy != "free" and v.type.layout != t.layout:
+            fail(f"output %{v.name} has layout {v.type.layout!r}; {node.op} gives {t.layout!r}", node)
+    try:
+        check_layouts(op, [defined[i] for i in node.inputs], [v.type for v in node.outputs])
+    except IRError as e:
+        fail(str(e), node)
         if v.buffer is not None and v.buffer.nbytes < v.type.nbytes:
             fail(f"output %{v.name} needs {v.type.nbytes} B, its buffer slot has {v.buffer.nbytes}", node)

@@ -93,7 +93,7 @@ def every_op_graph() -> Graph:
     bn = [const("bn.scale", 4), const("bn.bias", 4), const("bn.mean", 4), const("bn.var", 4, lo=0.5, hi=2)]
     y = b.op("batch_norm", [y, *bn], {"epsilon": 1e-3}, name="bn")
     y = b.conv2d(y, 4, 3, pads=1, groups=2, bias=False, name="gconv")
-    act = b.dropout(b.relu(y), 0.3) + b.op("identity", [b.leaky_relu(y, 0.2)])
+    act = b.dropout(b.relu(y), 0.3) + b.op("identity", [b.op("reorder", [b.leaky_relu(y, 0.2)])])
     act = (act - b.clip(y, -0.5, 0.5)) * (b.tanh(y) + b.clip(y, lo=0.0))
     act = act / (b.sigmoid(y) + const("one", 4, 1, 1, lo=1, hi=1)) + b.clip(y, hi=0.3)
     act = b.op("prelu", [act, const("slope", 4, 1, 1)])

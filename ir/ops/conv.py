@@ -99,6 +99,8 @@ register(
         reference=_reference,
         cost=_cost,
         show=("stride", "pads", "groups"),
+        layouts=frozenset({"", "NCHW16c"}),
+        layout_policy="free",
         doc="y[n,m] = sum over c in m's group, kh, kw of x * w, plus b[m]",
     )
 )

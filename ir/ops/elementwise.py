@@ -27,6 +27,9 @@ def _any_type(types, attrs):
     return [types[0]]
 
 
+BLOCKED = frozenset({"", "NCHW16c"})  # elementwise ops run on any layout, output like input
+
+
 def _unary(name: str, fn, doc: str, attrs=None, infer=_same_type) -> None:
     register(
         OpDef(
@@ -35,6 +38,8 @@ def _unary(name: str, fn, doc: str, attrs=None, infer=_same_type) -> None:
             inputs=("x",),
             outputs=("y",),
             attrs=attrs or {},
+            layouts=BLOCKED,
+            layout_policy="same",
             infer=infer,
             reference=lambda xs, a: [np.asarray(fn(xs[0], a), dtype=xs[0].dtype)],
             doc=doc,
@@ -102,6 +107,8 @@ def _binary(name: str, fn, doc: str) -> None:
             inputs=("a", "b"),
             outputs=("y",),
             attrs={},
+            layouts=BLOCKED,
+            layout_policy="same",
             infer=_binary_infer,
             reference=lambda xs, a: [np.asarray(fn(xs[0], xs[1]), dtype=xs[0].dtype)],
             doc=doc + " with numpy broadcasting",

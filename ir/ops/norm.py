@@ -29,7 +29,7 @@ register(OpDef(
     name="batch_norm", family="norm",
     inputs=("x", "scale", "bias", "mean", "var"), outputs=("y",),
     attrs={"epsilon": Attr("float", 1e-5), "momentum": Attr("float", 0.9)},
-    infer=_bn_infer, reference=_bn_ref,
+    infer=_bn_infer, reference=_bn_ref, layouts=frozenset({"", "NCHW16c"}), layout_policy="same",
     cost=lambda ins, outs, a: Cost(0, 2 * outs[0].numel, bytes_moved(ins, outs)),
     doc="(x - mean) / sqrt(var + epsilon) * scale + bias per channel (running statistics)",
 ))

@@ -86,13 +86,13 @@ def _window_cost(ins, outs, a):
 register(OpDef(
     name="maxpool2d", family="pool", inputs=("x",), outputs=("y",),
     attrs=_WINDOW_ATTRS,
-    infer=_max_infer, reference=_max_ref, cost=_window_cost, show=("kernel", "stride", "pads"),
+    infer=_max_infer, reference=_max_ref, layouts=frozenset({"", "NCHW16c"}), layout_policy="same", cost=_window_cost, show=("kernel", "stride", "pads"),
     doc="max over each window; padding never wins",
 ))
 register(OpDef(
     name="avgpool2d", family="pool", inputs=("x",), outputs=("y",),
     attrs={**_WINDOW_ATTRS, "count_include_pad": Attr("bool", False)},
-    infer=_infer, reference=_avg_ref, cost=_window_cost, show=("kernel", "stride", "pads"),
+    infer=_infer, reference=_avg_ref, layouts=frozenset({"", "NCHW16c"}), layout_policy="same", cost=_window_cost, show=("kernel", "stride", "pads"),
     doc="mean over each window; the divisor counts padding only if count_include_pad",
 ))
 
@@ -106,7 +106,7 @@ def _global_infer(types, a):
 def _global(name, fn, doc):
     register(OpDef(
         name=name, family="pool", inputs=("x",), outputs=("y",), attrs={},
-        infer=_global_infer,
+        infer=_global_infer, layouts=frozenset({"", "NCHW16c"}), layout_policy="free",
         reference=lambda xs, a: [fn(xs[0], axis=tuple(range(2, xs[0].ndim)), keepdims=True).astype(xs[0].dtype)],
         cost=lambda ins, outs, a: Cost(0, ins[0].numel, bytes_moved(ins, outs)),
         doc=doc,

@@ -133,3 +133,11 @@ register(OpDef(
     infer=_pad_infer, reference=_pad_ref, cost=_copy_cost, show=("pads",),
     doc="pad (or crop, for negative pads) every axis",
 ))
+
+
+register(OpDef(
+    name="reorder", family="shape", inputs=("x",), outputs=("y",), attrs={},
+    infer=lambda types, a: [types[0]], reference=lambda xs, a: [xs[0].copy()], cost=_copy_cost,
+    layouts=frozenset({"", "NHWC", "NCHW8c", "NCHW16c"}), layout_policy="free",
+    doc="the same tensor in another memory layout (its output's type names the layout)",
+))

@@ -1,0 +1,122 @@
+"""Convolution kernels (NCHW activations, OIHW weights).
+
+Two routes, chosen per layer from its shape (the choice is the kernel's note, shown in dumps):
+- `gemm`: unfold the input into a [C/g * KH * KW, OH * OW] matrix (skipped for a 1x1, stride-1,
+  unpadded conv, whose input already is that matrix), then one BLAS product per image and group
+  into the output, bias added after.
+- `direct`: depthwise convs (one input channel per group) loop over the window directly; a
+  matrix product of one row would only add overhead.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from ....ir import Node, TensorType
+from .common import PARALLEL_MIN, KernelSource, lit
+
+
+def _geometry(node: Node, ins: list[TensorType], outs: list[TensorType]) -> dict:
+    (n, c, h, w), (m, cg, kh, kw) = ins[0].shape, ins[1].shape
+    (_, _, oh, ow) = outs[0].shape
+    (sh, sw), (dh, dw), (pt, pl, _, _) = node.attrs["stride"], node.attrs["dilation"], node.attrs["pads"]
+    return dict(N=n, C=c, H=h, W=w, M=m, CG=cg, KH=kh, KW=kw, OH=oh, OW=ow, SH=sh, SW=sw, DH=dh, DW=dw,
+                PT=pt, PL=pl, G=node.attrs["groups"], MG=m // node.attrs["groups"])
+
+
+def _bias_lines(has_bias: bool, g: dict) -> str:
+    if not has_bias:
+        return ""
+    return f"""\
+    for nm in prange({g['N'] * g['M']}):
+        bv = b[nm % {g['M']}]
+        base = nm * {g['OH'] * g['OW']}
+        for p in range({g['OH'] * g['OW']}):
+            y[base + p] += bv
+"""
+
+
+def _gemm(node: Node, ins, outs, g: dict) -> KernelSource:
+    has_bias = len(ins) > 2
+    k, p = g["CG"] * g["KH"] * g["KW"], g["OH"] * g["OW"]
+    pointwise = g["KH"] == g["KW"] == g["SH"] == g["SW"] == 1 and g["PT"] == g["PL"] == 0 and \
+        ins[0].shape[2:] == outs[0].shape[2:]
+    args = [*node.inputs, node.outputs[0].name]
+    params = "x, w, b, y" if has_bias else "x, w, y"
+    if pointwise:
+        unfold, cols = "", f"x[xoff:xoff + {k * p}].reshape(({k}, {p}))"
+        scratch = ()
+    else:
+        params += ", col"
+        scratch = (("f32" if ins[0].dtype == "f32" else ins[0].dtype, k * p),)
+        unfold = f"""\
+        for r in prange({k}):
+            ci = r // {g['KH'] * g['KW']}
+            ki = (r // {g['KW']}) % {g['KH']}
+            kj = r % {g['KW']}
+            src = xoff + ci * {g['H'] * g['W']}
+            for oi in range({g['OH']}):
+                ih = oi * {g['SH']} + ki * {g['DH']} - {g['PT']}
+                dst = r * {p} + oi * {g['OW']}
+                if ih < 0 or ih >= {g['H']}:
+                    for oj in range({g['OW']}):
+                        col[dst + oj] = 0
+                    continue
+                for oj in range({g['OW']}):
+                    iw = oj * {g['SW']} + kj * {g['DW']} - {g['PL']}
+                    col[dst + oj] = x[src + ih * {g['W']} + iw] if 0 <= iw < {g['W']} else 0
+"""
+        cols = f"col[:{k * p}].reshape(({k}, {p}))"
+    body = f"""\
+def KERNEL({params}):
+    for n in range({g['N']}):
+        for gi in range({g['G']}):
+            xoff = (n * {g['C']} + gi * {g['CG']}) * {g['H'] * g['W']}
+{textwrap.indent(unfold, "    ")}            wg = w[gi * {g['MG'] * k}:(gi + 1) * {g['MG'] * k}].reshape(({g['MG']}, {k}))
+            yoff = (n * {g['M']} + gi * {g['MG']}) * {p}
+            np.dot(wg, {cols}, y[yoff:yoff + {g['MG'] * p}].reshape(({g['MG']}, {p})))
+{_bias_lines(has_bias, g)}"""
+    note = f"gemm {'1x1 (no unfold)' if pointwise else 'im2col'}: [{g['MG']}x{k}] @ [{k}x{p}] x {g['N'] * g['G']}"
+    return KernelSource(body, tuple(args), note, parallel=True, scratch=scratch)
+
+
+def _direct(node: Node, ins, outs, g: dict) -> KernelSource:
+    has_bias = len(ins) > 2
+    d = ins[0].dtype
+    init = "b[m]" if has_bias else lit(0, d)
+    body = f"""\
+def KERNEL({'x, w, b, y' if has_bias else 'x, w, y'}):
+    for nm in prange({g['N'] * g['M']}):
+        n = nm // {g['M']}
+        m = nm % {g['M']}
+        ci = (m // {g['MG']}) * {g['CG']}
+        xb = (n * {g['C']} + ci) * {g['H'] * g['W']}
+        wb = m * {g['CG'] * g['KH'] * g['KW']}
+        yb = nm * {g['OH'] * g['OW']}
+        for oi in range({g['OH']}):
+            for oj in range({g['OW']}):
+                acc = {init}
+                for cc in range({g['CG']}):
+                    for ki in range({g['KH']}):
+                        ih = oi * {g['SH']} + ki * {g['DH']} - {g['PT']}
+                        if ih < 0 or ih >= {g['H']}:
+                            continue
+                        for kj in range({g['KW']}):
+                            iw = oj * {g['SW']} + kj * {g['DW']} - {g['PL']}
+                            if 0 <= iw < {g['W']}:
+                                acc += x[xb + cc * {g['H'] * g['W']} + ih * {g['W']} + iw] * \\
+                                    w[wb + (cc * {g['KH']} + ki) * {g['KW']} + kj]
+                y[yb + oi * {g['OW']} + oj] = acc
+"""
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), f"direct {g['KH']}x{g['KW']} (depthwise)",
+                        parallel=outs[0].numel >= PARALLEL_MIN or g["N"] * g["M"] >= 4)
+
+
+def conv2d(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    g = _geometry(node, ins, outs)
+    if g["CG"] == 1 and g["MG"] <= 4 or ins[0].dtype not in ("f32", "f64"):
+        return _direct(node, ins, outs, g)
+    return _gemm(node, ins, outs, g)
+
+
+TEMPLATES = {"conv2d": conv2d}

@@ -1,0 +1,180 @@
+"""kiln's benchmark: kiln's CPU target against onnxruntime (all graph optimisations on) and torch
+CPU when installed, in one process, on the same weights and inputs, outputs checked to agree.
+
+    python -m bench                      # the full table (minutes)
+    python -m bench --models resnet18_b1,lenet5_b64 --runs 20
+    python -m bench --out bench/results.md
+
+Times are wall-clock medians of N runs after warm-up, with the spread (min-max); ratios are
+kiln / onnxruntime (below 1 is faster). GEMM peak is one large numpy float32 matmul, measured
+in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+os.environ.setdefault("OMP_PROC_BIND", "true")
+
+import numpy as np  # noqa: E402
+
+import kiln  # noqa: E402
+from kiln.ir import graph_stats  # noqa: E402
+
+MODELS = {  # name -> (builder, kwargs)
+    "resnet18_b1": ("resnet18", {"batch": 1}),
+    "resnet18_b8": ("resnet18", {"batch": 8}),
+    "resnet50_b1": ("resnet50", {"batch": 1}),
+    "resnet50_b8": ("resnet50", {"batch": 8}),
+    "resnet20_b1": ("resnet20", {"batch": 1}),
+    "resnet20_b64": ("resnet20", {"batch": 64}),
+    "lenet5_b64": ("lenet5", {"batch": 64}),
+    "mobilenet_v1_b1": ("mobilenet_v1", {"batch": 1}),
+    "vgg16_b1": ("vgg16", {"batch": 1}),
+    "gcn_cora": ("gcn_cora_like", {}),
+}
+
+
+def timeit(fn, runs: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def gemm_peak() -> float:
+    a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+    ts = timeit(lambda: a @ a, 10)
+    return 2 * 1024**3 / min(ts) / 1e9
+
+
+def ort_session(graph):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    model = kiln.to_onnx(graph)
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return lambda feeds: sess.run(None, feeds)
+
+
+def scipy_gcn(graph):
+    """The GCN forward written with scipy.sparse + numpy: the bar for kiln's spmm."""
+    import scipy.sparse as sp
+
+    env = {p.name: p.data for p in graph.params}
+    mats = {}
+    steps = []
+    for n in graph.nodes:
+        steps.append(n)
+        if n.op == "spmm":
+            ip, ix, d = (env[i] for i in n.inputs[:3])
+            mats[n.inputs[0]] = sp.csr_matrix((d, ix, ip), shape=(len(ip) - 1, len(ip) - 1))
+
+    def run(feeds):
+        vals = dict(env, **feeds)
+        for n in steps:
+            xs = [vals[i] for i in n.inputs]
+            if n.op == "spmm":
+                y = mats[n.inputs[0]] @ xs[3]
+            elif n.op == "matmul":
+                y = xs[0] @ xs[1]
+            elif n.op == "add":
+                y = xs[0] + xs[1]
+            elif n.op == "relu":
+                y = np.maximum(xs[0], 0)
+            else:  # dropout / identity
+                y = xs[0]
+            vals[n.output_names[0]] = y
+        return [vals[o] for o in graph.outputs]
+
+    return run
+
+
+def fmt(ts: list[float]) -> str:
+    return f"{statistics.median(ts) * 1e3:.2f} ({min(ts) * 1e3:.2f}-{max(ts) * 1e3:.2f})"
+
+
+def bench_model(name: str, runs: int, peak: float) -> dict:
+    builder, kwargs = MODELS[name]
+    g = kiln.models.get_model(builder, **kwargs)
+    rng = np.random.default_rng(0)
+    feeds = {v.name: rng.standard_normal(v.type.shape).astype(v.type.np_dtype) for v in g.inputs}
+    t0 = time.perf_counter()
+    exe = kiln.compile(g, target="cpu")
+    compile_s = time.perf_counter() - t0
+    ours = exe.run(feeds)
+    row = {"model": name, "compile_s": compile_s, "macs": graph_stats(g).macs}
+    row["kiln"] = timeit(lambda: exe.run(feeds), runs)
+    others = {"scipy": scipy_gcn(g)} if any(n.op == "spmm" for n in g.nodes) else {"ort": ort_session(g)}
+    try:
+        from bench import torch_ref
+
+        if torch_ref.supports(g):
+            others["torch"] = torch_ref.make_runner(g)
+    except ImportError:
+        pass
+    for key, fn in others.items():
+        ref = fn(feeds)
+        for a, b in zip(ours, ref, strict=True):
+            scale = max(1.0, float(np.abs(b).max()))
+            err = float(np.abs(a - b).max()) / scale
+            if err > 1e-3:
+                raise SystemExit(f"{name}: kiln and {key} disagree (max relative error {err:.2e})")
+        row[key] = timeit(lambda fn=fn: fn(feeds), runs)
+    med = statistics.median(row["kiln"])
+    row["gflops"] = 2 * row["macs"] / med / 1e9
+    row["peak_frac"] = row["gflops"] / peak
+    return row
+
+
+def table(rows: list[dict], peak: float) -> str:
+    has_torch = any("torch" in r for r in rows)
+    head = "| model | kiln ms | onnxruntime ms | kiln/ort |" + (" torch ms | kiln/torch |" if has_torch else "") + \
+        " GFLOP/s | of GEMM peak | compile s |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        base = r.get("ort") or r.get("scipy")
+        label = "" if "ort" in r else " (scipy)"
+        med = statistics.median
+        cells = [r["model"], fmt(r["kiln"]), fmt(base) + label, f"{med(r['kiln']) / med(base):.2f}"]
+        if has_torch:
+            cells += [fmt(r["torch"]), f"{med(r['kiln']) / med(r['torch']):.2f}"] if "torch" in r else ["-", "-"]
+        cells += [f"{r['gflops']:.1f}", f"{r['peak_frac']:.0%}", f"{r['compile_s']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--out", help="also write the markdown table here")
+    args = ap.parse_args()
+    peak = gemm_peak()
+    rows = []
+    for name in args.models.split(","):
+        rows.append(bench_model(name, args.runs, peak))
+        print(f"{name}: kiln {fmt(rows[-1]['kiln'])} ms", file=sys.stderr, flush=True)
+    text = (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+            f"numpy float32 GEMM peak {peak:.0f} GFLOP/s; {args.runs} runs after 3 warm-up\n\n"
+            + table(rows, peak))
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
