@@ -37,7 +37,8 @@ class KernelSource:
     note: str = ""  # the choice made (algorithm, block sizes), shown in dumps
     parallel: bool = False
     fastmath: bool = False
-    packed: Mapping[str, np.ndarray] = field(default_factory=dict)  # new param data, by name
+    # new param data by name: arrays, or functions of the graph's param data (weight repacking)
+    packed: Mapping[str, np.ndarray | Callable] = field(default_factory=dict)
     scratch: tuple[tuple[str, int], ...] = ()  # (dtype, elements) work buffers, appended to args
 
 
@@ -122,6 +123,7 @@ def lower(g: Graph, templates: Mapping[str, Template], target: str) -> Program:
         raise UnsupportedError(f"target {target!r} has no kernels for op(s) {missing}")
     slots, sizes, aliases = plan_buffers(g)
     params = {p.name: np.ascontiguousarray(p.data).reshape(-1) for p in g.params}
+    param_data = g.param_data()  # with their shapes, for templates that repack weights
     kernels: dict[str, Kernel] = {}
     launches: list[Launch] = []
     scratch_sizes: dict[str, tuple[str, int]] = {}
@@ -134,7 +136,8 @@ def lower(g: Graph, templates: Mapping[str, Template], target: str) -> Program:
         op = "copy" if n.op in ALIAS_OPS else n.op  # a view that is a graph output is copied
         in_types = [types[i].type for i in n.inputs]
         src = templates[op](node, in_types, [v.type for v in n.outputs])
-        packed = {k: np.ascontiguousarray(v).reshape(-1) for k, v in src.packed.items()}
+        packed = {k: np.ascontiguousarray(v(param_data) if callable(v) else v).reshape(-1)
+                  for k, v in src.packed.items()}
         params.update(packed)
         scratch = []
         for i, (dt, numel) in enumerate(src.scratch):  # launches run one at a time: share them

@@ -22,10 +22,9 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 os.environ.setdefault("OMP_PROC_BIND", "true")
 
-import numpy as np  # noqa: E402
-
-import kiln  # noqa: E402
-from kiln.ir import graph_stats  # noqa: E402
+import kiln
+import numpy as np
+from kiln.ir import graph_stats
 
 MODELS = {  # name -> (builder, kwargs)
     "resnet18_b1": ("resnet18", {"batch": 1}),

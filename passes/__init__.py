@@ -9,9 +9,12 @@ from __future__ import annotations
 from .cse import eliminate_common_subexpressions
 from .dead_code import eliminate_dead_code
 from .fold_constants import fold_constants, freeze_params
+from .fold_conv_bn import fold_conv_bn
+from .fuse_epilogues import fuse_epilogues
 from .identities import remove_identities
 from .infer_shapes import infer_shapes, with_input_shapes
 from .manager import Pass, PassError, PassRecord, note, run_passes
+from .select_layout import select_layout
 
 INFERENCE_CLEANUP = [
     Pass("infer_shapes", infer_shapes, "re-derive every value's type from the graph inputs"),
@@ -23,9 +26,16 @@ INFERENCE_CLEANUP = [
     Pass("eliminate_dead_code", eliminate_dead_code, "drop nodes and params no output needs"),
 ]
 
+CPU_INFERENCE = [
+    *INFERENCE_CLEANUP,
+    Pass("fold_conv_bn", fold_conv_bn, "fold inference batch_norm into the convolution before it"),
+    Pass("fuse_epilogues", fuse_epilogues, "run residual adds and activations in the conv's kernel"),
+    Pass("select_layout", select_layout, "choose NCHW or blocked NCHW16c per value; insert reorders"),
+]
+
 PIPELINES: dict[tuple[str, str], list[Pass]] = {
     ("reference", "inference"): INFERENCE_CLEANUP,
-    ("cpu", "inference"): INFERENCE_CLEANUP,
+    ("cpu", "inference"): CPU_INFERENCE,
 }
 
 
@@ -36,6 +46,6 @@ def pipeline(target: str, mode: str) -> list[Pass]:
 
 __all__ = [
     "PIPELINES", "Pass", "PassError", "PassRecord", "eliminate_common_subexpressions",
-    "eliminate_dead_code", "fold_constants", "freeze_params", "infer_shapes", "note", "pipeline",
-    "remove_identities", "run_passes", "with_input_shapes",
+    "eliminate_dead_code", "fold_constants", "fold_conv_bn", "freeze_params", "fuse_epilogues", "infer_shapes", "note", "pipeline",
+    "remove_identities", "run_passes", "select_layout", "with_input_shapes",
 ]

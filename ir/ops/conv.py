@@ -1,5 +1,10 @@
 """2-D convolution (NCHW activations, OIHW weights), with stride, dilation, groups and
-asymmetric padding `pads = [top, left, bottom, right]` (ONNX's order)."""
+asymmetric padding `pads = [top, left, bottom, right]` (ONNX's order).
+
+A conv may carry a fused epilogue (fuse_epilogues puts it there): with `residual`, its last
+input is added to the result, then `act` is applied: relu, or clip to [act_min, act_max].
+    y = act(conv(x, w) + b + r)
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,10 @@ def _infer(types, a):
     expect(g >= 1 and c % g == 0 and m % g == 0,
            f"groups={g} must divide input channels {c} and output channels {m}")
     expect(cg * g == c, f"weight {w} expects {cg * g} input channels, input has {c}")
+    if a["residual"]:
+        expect(len(rest) == 2, "a residual conv takes (x, w, b, residual)")
+    elif len(rest) > 1:
+        expect(False, "4 inputs need residual=true")
     if rest:
         expect(rest[0].shape == (m,) and rest[0].dtype == x.dtype, f"bias must be {x.dtype}[{m}], got {rest[0]}")
     (sh, sw), (dh, dw), (pt, pl, pb, pr) = a["stride"], a["dilation"], a["pads"]
@@ -40,7 +49,21 @@ def _infer(types, a):
     expect(min(pt, pl, pb, pr) >= 0, f"pads must be >= 0, got {list(a['pads'])}")
     oh = window_out(h, kh, sh, dh, pt, pb)
     ow = window_out(wd, kw, sw, dw, pl, pr)
+    if a["residual"]:
+        expect(rest[1].shape == (n, m, oh, ow) and rest[1].dtype == x.dtype,
+               f"residual must be {x.dtype}[{n},{m},{oh},{ow}], got {rest[1]}")
     return [TensorType(x.dtype, (n, m, oh, ow))]
+
+
+def apply_epilogue(y: np.ndarray, residual: np.ndarray | None, a) -> np.ndarray:
+    """The fused tail: + residual, then the activation."""
+    if residual is not None:
+        y = y + residual
+    if a["act"] == "relu":
+        y = np.maximum(y, 0)
+    elif a["act"] == "clip":
+        y = np.minimum(np.maximum(y, y.dtype.type(a["act_min"])), y.dtype.type(a["act_max"]))
+    return y
 
 
 def patches(xp: np.ndarray, kh: int, kw: int, oh: int, ow: int, stride, dilation) -> np.ndarray:
@@ -73,13 +96,15 @@ def conv2d_reference(x, w, b, stride, dilation, pads, groups) -> np.ndarray:
 def _reference(xs, a):
     x, w, *rest = xs
     b = rest[0] if rest else None
-    return [conv2d_reference(x, w, b, a["stride"], a["dilation"], a["pads"], a["groups"])]
+    y = conv2d_reference(x, w, b, a["stride"], a["dilation"], a["pads"], a["groups"])
+    return [apply_epilogue(y, rest[1] if a["residual"] else None, a).astype(x.dtype)]
 
 
 def _cost(ins, outs, a):
     w = ins[1]
     macs = outs[0].numel * w.shape[1] * w.shape[2] * w.shape[3]
-    flops = 2 * macs + (outs[0].numel if len(ins) > 2 else 0)
+    epilogue = (len(ins) > 2) + a["residual"] + (a["act"] != "")
+    flops = 2 * macs + epilogue * outs[0].numel
     return Cost(macs, flops, bytes_moved(ins, outs))
 
 
@@ -87,13 +112,17 @@ register(
     OpDef(
         name="conv2d",
         family="conv",
-        inputs=("x", "w", "b?"),
+        inputs=("x", "w", "b?", "residual?"),
         outputs=("y",),
         attrs={
             "stride": Attr("ints", (1, 1), length=2),
             "dilation": Attr("ints", (1, 1), length=2),
             "pads": Attr("ints", (0, 0, 0, 0), length=4, doc="top, left, bottom, right"),
             "groups": Attr("int", 1),
+            "residual": Attr("bool", False, doc="the last input is added before the activation"),
+            "act": Attr("str", "", choices=("", "relu", "clip")),
+            "act_min": Attr("float", 0.0),
+            "act_max": Attr("float", 6.0),
         },
         infer=_infer,
         reference=_reference,

@@ -14,6 +14,7 @@ import textwrap
 
 from ....ir import Node, TensorType
 from .common import PARALLEL_MIN, KernelSource, lit
+from .conv_blocked import conv2d_blocked, depthwise_blocked
 
 
 def _geometry(node: Node, ins: list[TensorType], outs: list[TensorType]) -> dict:
@@ -24,15 +25,26 @@ def _geometry(node: Node, ins: list[TensorType], outs: list[TensorType]) -> dict
                 PT=pt, PL=pl, G=node.attrs["groups"], MG=m // node.attrs["groups"])
 
 
-def _bias_lines(has_bias: bool, g: dict) -> str:
-    if not has_bias:
+def _scalar_act(a, d: str, v: str) -> str:
+    if a["act"] == "relu":
+        return f"max({v}, {lit(0, d)})"
+    if a["act"] == "clip":
+        return f"min(max({v}, {lit(a['act_min'], d)}), {lit(a['act_max'], d)})"
+    return v
+
+
+def _epilogue_lines(node: Node, has_bias: bool, g: dict, d: str) -> str:
+    """Bias, residual and activation applied to the finished output, one pass."""
+    a = node.attrs
+    if not (has_bias or a["residual"] or a["act"]):
         return ""
+    value = "y[base + p]" + (" + bv" if has_bias else "") + (" + r[base + p]" if a["residual"] else "")
     return f"""\
     for nm in prange({g['N'] * g['M']}):
-        bv = b[nm % {g['M']}]
+        bv = {'b[nm % ' + str(g['M']) + ']' if has_bias else lit(0, d)}
         base = nm * {g['OH'] * g['OW']}
         for p in range({g['OH'] * g['OW']}):
-            y[base + p] += bv
+            y[base + p] = {_scalar_act(a, d, value)}
 """
 
 
@@ -42,7 +54,7 @@ def _gemm(node: Node, ins, outs, g: dict) -> KernelSource:
     pointwise = g["KH"] == g["KW"] == g["SH"] == g["SW"] == 1 and g["PT"] == g["PL"] == 0 and \
         ins[0].shape[2:] == outs[0].shape[2:]
     args = [*node.inputs, node.outputs[0].name]
-    params = "x, w, b, y" if has_bias else "x, w, y"
+    params = ", ".join(["x", "w", *(["b"] if has_bias else []), *(["r"] if node.attrs["residual"] else []), "y"])
     if pointwise:
         unfold, cols = "", f"x[xoff:xoff + {k * p}].reshape(({k}, {p}))"
         scratch = ()
@@ -75,7 +87,7 @@ def KERNEL({params}):
 {textwrap.indent(unfold, "    ")}            wg = w[gi * {g['MG'] * k}:(gi + 1) * {g['MG'] * k}].reshape(({g['MG']}, {k}))
             yoff = (n * {g['M']} + gi * {g['MG']}) * {p}
             np.dot(wg, {cols}, y[yoff:yoff + {g['MG'] * p}].reshape(({g['MG']}, {p})))
-{_bias_lines(has_bias, g)}"""
+{_epilogue_lines(node, has_bias, g, ins[0].dtype)}"""
     note = f"gemm {'1x1 (no unfold)' if pointwise else 'im2col'}: [{g['MG']}x{k}] @ [{k}x{p}] x {g['N'] * g['G']}"
     return KernelSource(body, tuple(args), note, parallel=True, scratch=scratch)
 
@@ -84,8 +96,10 @@ def _direct(node: Node, ins, outs, g: dict) -> KernelSource:
     has_bias = len(ins) > 2
     d = ins[0].dtype
     init = "b[m]" if has_bias else lit(0, d)
+    params = ", ".join(["x", "w", *(["b"] if has_bias else []), *(["r"] if node.attrs["residual"] else []), "y"])
+    final = _scalar_act(node.attrs, d, "acc + r[yb + oi * " + str(g["OW"]) + " + oj]" if node.attrs["residual"] else "acc")
     body = f"""\
-def KERNEL({'x, w, b, y' if has_bias else 'x, w, y'}):
+def KERNEL({params}):
     for nm in prange({g['N'] * g['M']}):
         n = nm // {g['M']}
         m = nm % {g['M']}
@@ -106,13 +120,16 @@ def KERNEL({'x, w, b, y' if has_bias else 'x, w, y'}):
                             if 0 <= iw < {g['W']}:
                                 acc += x[xb + cc * {g['H'] * g['W']} + ih * {g['W']} + iw] * \\
                                     w[wb + (cc * {g['KH']} + ki) * {g['KW']} + kj]
-                y[yb + oi * {g['OW']} + oj] = acc
+                y[yb + oi * {g['OW']} + oj] = {final}
 """
     return KernelSource(body, (*node.inputs, node.outputs[0].name), f"direct {g['KH']}x{g['KW']} (depthwise)",
                         parallel=outs[0].numel >= PARALLEL_MIN or g["N"] * g["M"] >= 4)
 
 
 def conv2d(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    if outs[0].layout == "NCHW16c":
+        depthwise = node.attrs["groups"] == ins[0].shape[1] == outs[0].shape[1] > 1
+        return (depthwise_blocked if depthwise else conv2d_blocked)(node, ins, outs)
     g = _geometry(node, ins, outs)
     if g["CG"] == 1 and g["MG"] <= 4 or ins[0].dtype not in ("f32", "f64"):
         return _direct(node, ins, outs, g)

@@ -1,0 +1,203 @@
+"""Direct convolution into the blocked NCHW16c layout, on 16-lane vector registers.
+
+Layouts: y[n, m // 16, oh, ow, m % 16]; x the same with C (or plain NCHW for a first layer whose
+channels do not fill a block); weights packed at compile time to [M/16, C/16, KH, KW, 16 ci, 16 co]
+(plain input: [M/16, KH, KW, C, 16 co]), so one vector load gives a tap's weights for 16 outputs.
+
+Micro-kernel: a job is one output row of T output blocks (16T channels). Along the row, R output
+pixels at a time, T x R accumulators live in registers (f32x16 values, not arrays) through the
+loops over input channels and taps: per input channel, T weight vectors are loaded and each of
+the R input values is broadcast once and multiplied into T accumulators. T x R + T + 1 <= 32
+registers. Input-channel blocks are the outer loop, so one block's weights stay in L1 across
+the row; accumulators go back to the output between blocks.
+
+Borders: rows outside the input are skipped per tap; pixels whose window leaves the input on the
+left or right run one at a time with checks, the interior in unchecked strips of R.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ....ir import Node, TensorType
+from .common import KernelSource
+
+STRIP = {4: 6, 2: 12, 1: 14}  # output blocks per job -> pixels per strip (fits 32 registers)
+
+
+def _plan(node: Node, ins, outs) -> dict:
+    (n, c, h, w), (m, _, kh, kw) = ins[0].shape, ins[1].shape
+    (_, _, oh, ow) = outs[0].shape
+    (sh, sw), (dh, dw), (pt, pl, _, _) = node.attrs["stride"], node.attrs["dilation"], node.attrs["pads"]
+    mb = m // 16
+    t = next(t for t in (4, 2, 1) if mb % t == 0)
+    blocked_in = ins[0].layout == "NCHW16c"
+    # interior columns: every tap of the window inside [0, w)
+    lo = -(-pl // sw)
+    hi = min(ow - 1, (w - 1 - (kw - 1) * dw + pl) // sw)
+    return dict(N=n, C=c, H=h, W=w, M=m, KH=kh, KW=kw, OH=oh, OW=ow, SH=sh, SW=sw, DH=dh, DW=dw, PT=pt,
+                PL=pl, MB=mb, T=t, R=STRIP[t], BIN=blocked_in, CB=c // 16 if blocked_in else 1,
+                CI=16 if blocked_in else c, LO=lo, HI=hi, RES=node.attrs["residual"], ACT=node.attrs["act"],
+                ALO=node.attrs["act_min"], AHI=node.attrs["act_max"])
+
+
+def pack_weights(w: np.ndarray, blocked_in: bool) -> np.ndarray:
+    m, c, kh, kw = w.shape
+    if blocked_in:
+        return w.reshape(m // 16, 16, c // 16, 16, kh, kw).transpose(0, 2, 4, 5, 3, 1)
+    return w.reshape(m // 16, 16, c, kh, kw).transpose(0, 3, 4, 2, 1)  # [M/16, KH, KW, C, 16 co]
+
+
+def _x_index(p: dict, col: str) -> str:
+    """Flat index of x at (n, cb or channel block, ih, column `col`, ci)."""
+    if p["BIN"]:
+        return f"(((n * {p['CB']} + cb) * {p['H']} + ih) * {p['W']} + {col}) * 16 + ci"
+    return f"((n * {p['C']} + ci) * {p['H']} + ih) * {p['W']} + {col}"
+
+
+def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str]:
+    """Code for `count` output pixels starting at column expression `first`."""
+    T, out = p["T"], []
+    wblock = p["CB"] * p["KH"] * p["KW"] * p["CI"] * 16  # weights of one output block
+    for t in range(T):
+        out.append(f"{ind}yo{t} = ((n * {p['MB']} + mb + {t}) * {p['OH']} + oh) * {p['OW'] * 16} + ({first}) * 16")
+    out.append(f"{ind}if cb == 0:")
+    out += [f"{ind}    a{t}_{r} = bias{t}" for t in range(T) for r in range(count)]
+    out.append(f"{ind}else:")
+    out += [f"{ind}    a{t}_{r} = vload(y, yo{t} + {r * 16})" for t in range(T) for r in range(count)]
+    out.append(f"{ind}for kh in range({p['KH']}):")
+    out.append(f"{ind}    ih = oh * {p['SH']} + kh * {p['DH']} - {p['PT']}")
+    out.append(f"{ind}    if ih < 0 or ih >= {p['H']}:")
+    out.append(f"{ind}        continue")
+    out.append(f"{ind}    for kw in range({p['KW']}):")
+    out.append(f"{ind}        iw = ({first}) * {p['SW']} + kw * {p['DW']} - {p['PL']}")
+    body = f"{ind}        "
+    if checked:
+        out.append(f"{body}if iw < 0 or iw >= {p['W']}:")
+        out.append(f"{body}    continue")
+    out.append(f"{body}wo = ((mb * {p['CB']} + cb) * {p['KH']} + kh) * {p['KW'] * p['CI'] * 16} + kw * {p['CI'] * 16}")
+    out.append(f"{body}for ci in range({p['CI']}):")
+    inner = body + "    "
+    out += [f"{inner}w{t} = vload(w, wo + ci * 16 + {t * wblock})" for t in range(T)]
+    for r in range(count):
+        col = f"iw + {r * p['SW']}"
+        out.append(f"{inner}xv = vsplat(x[{_x_index(p, col)}])")
+        out += [f"{inner}a{t}_{r} = vfma(xv, w{t}, a{t}_{r})" for t in range(T)]
+    tail = _epilogue(p, [(f"a{t}_{r}", f"yo{t} + {r * 16}") for t in range(T) for r in range(count)])
+    if tail:
+        out.append(f"{ind}if cb == {p['CB'] - 1}:")
+        out += [f"{ind}    {line}" for line in tail]
+    out += [f"{ind}vstore(y, yo{t} + {r * 16}, a{t}_{r})" for t in range(T) for r in range(count)]
+    return out
+
+
+def _epilogue(p: dict, accs: list[tuple[str, str]]) -> list[str]:
+    """Residual add and activation on accumulators (name, flat output index), after the last block."""
+    lines = []
+    for acc, idx in accs:
+        if p["RES"]:
+            lines.append(f"{acc} = vadd({acc}, vload(r, {idx}))")
+        if p["ACT"] == "relu":
+            lines.append(f"{acc} = vmax({acc}, vzero())")
+        elif p["ACT"] == "clip":
+            lines.append(f"{acc} = vmin(vmax({acc}, vsplat(np.float32({p['ALO']!r}))), vsplat(np.float32({p['AHI']!r})))")
+    return lines
+
+
+def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    p = _plan(node, ins, outs)
+    T, R = p["T"], p["R"]
+    out_name = node.outputs[0].name
+    wname, bname = f"{out_name}.w16", f"{out_name}.b16"
+    lines = [f"def KERNEL(x, w, b, {'r, ' if p['RES'] else ''}y):",
+             f"    for job in prange({p['N'] * (p['MB'] // T) * p['OH']}):",
+             f"        oh = job % {p['OH']}",
+             f"        mb = (job // {p['OH']}) % {p['MB'] // T} * {T}",
+             f"        n = job // {p['OH'] * (p['MB'] // T)}"]
+    lines += [f"        bias{t} = vload(b, (mb + {t}) * 16)" for t in range(T)]
+    lines.append(f"        for cb in range({p['CB']}):")
+    ind = "            "
+    for ow in range(min(p["LO"], p["OW"])):  # left border, checked
+        lines += _strip(p, str(ow), 1, True, ind)
+    lo, hi = p["LO"], p["HI"]
+    if hi >= lo:
+        width = hi - lo + 1
+        full, tail = divmod(width, R)
+        if full:
+            lines.append(f"{ind}for s in range({full}):")
+            lines += _strip(p, f"{lo} + s * {R}", R, False, ind + "    ")
+        if tail:
+            lines += _strip(p, str(lo + full * R), tail, False, ind)
+    for ow in range(max(hi + 1, p["LO"]), p["OW"]):  # right border, checked
+        lines += _strip(p, str(ow), 1, True, ind)
+    note = (f"direct NCHW16c {'blocked' if p['BIN'] else 'plain'} input, {T} output blocks x {R} pixels "
+            f"in registers, {p['KH']}x{p['KW']}/{p['SH']}")
+    w_in, has_bias = node.inputs[1], len(node.inputs) > 2
+    b_in = node.inputs[2] if has_bias else None
+    args = (node.inputs[0], wname, bname, *((node.inputs[3],) if p["RES"] else ()), out_name)
+    if p["RES"] or p["ACT"]:
+        note += f", fused {'residual add + ' if p['RES'] else ''}{p['ACT'] or 'no activation'}"
+
+    def packed_w(params):
+        return pack_weights(params[w_in], p["BIN"])
+
+    def packed_b(params):
+        return params[b_in] if has_bias else np.zeros(p["M"], np.float32)
+
+    return KernelSource("\n".join(lines) + "\n", args, note,
+                        parallel=True, fastmath=True, packed={wname: packed_w, bname: packed_b})
+
+
+def depthwise_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    """Depthwise conv (one input channel per output channel) in NCHW16c: 16 channels per vector,
+    a job per (image, channel block, output row), R output pixels accumulated in registers."""
+    n, c, h, w = ins[0].shape
+    _, _, kh, kw = ins[1].shape
+    _, _, oh, ow = outs[0].shape
+    (sh, sw), (dh, dw), (pt, pl, _, _) = node.attrs["stride"], node.attrs["dilation"], node.attrs["pads"]
+    cb, r_max = c // 16, 8
+    out_name = node.outputs[0].name
+    wname, bname = f"{out_name}.w16", f"{out_name}.b16"
+    w_in, b_in = node.inputs[1], node.inputs[2] if len(node.inputs) > 2 else None
+    a = node.attrs
+    ep = dict(RES=a["residual"], ACT=a["act"], ALO=a["act_min"], AHI=a["act_max"])
+
+    def packed_w(params):  # [C/16, KH, KW, 16]
+        return params[w_in].reshape(cb, 16, kh, kw).transpose(0, 2, 3, 1)
+
+    def packed_b(params):
+        return params[b_in] if b_in else np.zeros(c, np.float32)
+
+    def strip(first: str, count: int, ind: str) -> list[str]:
+        out = [f"{ind}a{r} = bias" for r in range(count)]
+        out += [f"{ind}for ki in range({kh}):",
+                f"{ind}    ih = oh * {sh} + ki * {dh} - {pt}",
+                f"{ind}    if ih < 0 or ih >= {h}:",
+                f"{ind}        continue",
+                f"{ind}    for kj in range({kw}):",
+                f"{ind}        wv = vload(w, ((cbk * {kh} + ki) * {kw} + kj) * 16)"]
+        for r in range(count):
+            out += [f"{ind}        iw = ({first} + {r}) * {sw} + kj * {dw} - {pl}",
+                    f"{ind}        if 0 <= iw < {w}:",
+                    f"{ind}            a{r} = vfma(vload(x, ((nb * {h} + ih) * {w} + iw) * 16), wv, a{r})"]
+        idx = [f"((nb * {oh} + oh) * {ow} + {first} + {r}) * 16" for r in range(count)]
+        out += [f"{ind}{line}" for line in _epilogue(ep, [(f"a{r}", idx[r]) for r in range(count)])]
+        out += [f"{ind}vstore(y, {idx[r]}, a{r})" for r in range(count)]
+        return out
+
+    full, tail = divmod(ow, r_max)
+    lines = [f"def KERNEL(x, w, b, {'r, ' if ep['RES'] else ''}y):",
+             f"    for job in prange({n * cb * oh}):",
+             f"        oh = job % {oh}",
+             f"        nb = job // {oh}",
+             f"        cbk = nb % {cb}",
+             "        bias = vload(b, cbk * 16)"]
+    if full:
+        lines.append(f"        for s in range({full}):")
+        lines += strip(f"s * {r_max}", r_max, " " * 12)
+    if tail:
+        lines += strip(str(full * r_max), tail, " " * 8)
+    args = (node.inputs[0], wname, bname, *((node.inputs[3],) if ep["RES"] else ()), out_name)
+    return KernelSource("\n".join(lines) + "\n", args,
+                        f"depthwise {kh}x{kw}/{sh} NCHW16c, 16 channels per vector, {r_max} pixels",
+                        parallel=True, fastmath=True, packed={wname: packed_w, bname: packed_b})

@@ -1,0 +1,157 @@
+"""Normalisation kernels: batch_norm (inference), lrn, softmax and log_softmax.
+
+All arithmetic runs in float64 and is cast once on the store, exactly as the reference does, so
+results match it to the last bit or two.
+
+batch_norm: the per-channel affine `y = x * inv + shift` (inv = scale / sqrt(var + eps),
+shift = bias - mean * inv) is computed once per (n, c) plane inside the kernel rather than packed
+at compile time: templates see types, not param data, and the statistics may also be values
+computed at run time. It costs one sqrt per plane against H*W multiply-adds.
+
+softmax / log_softmax view x as [outer, L, inner] around the axis. With inner == 1 each row is
+contiguous: max, sum of exp(x - max), store. Otherwise a block of up to 64 columns is swept along
+L with float64 accumulators per column, so every pass reads contiguous memory.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ....ir import Node, TensorType
+from .common import PARALLEL_MIN, KernelSource, lit, plain_only
+
+BLOCK = 64  # columns per block when the softmax axis is not the innermost
+
+
+def _loop(par: bool) -> str:
+    return "prange" if par else "range"
+
+
+def batch_norm(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    x = ins[0]
+    n, c = x.shape[:2]
+    hw = x.numel // (n * c) if n * c else 0
+    par = x.numel >= PARALLEL_MIN
+    eps = lit(node.attrs["epsilon"], "f64")
+    body = f"""\
+def KERNEL(x, scale, bias, mean, var, y):
+    for p in {_loop(par)}({n * c}):
+        ch = p % {c}
+        inv = np.float64(scale[ch]) / math.sqrt(np.float64(var[ch]) + {eps})
+        shift = np.float64(bias[ch]) - np.float64(mean[ch]) * inv
+        for i in range(p * {hw}, (p + 1) * {hw}):
+            y[i] = x[i] * inv + shift
+"""
+    note = f"batch_norm over {n * c} planes of {hw}, float64 per-channel affine"
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), note, parallel=par)
+
+
+def lrn(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    a, x = node.attrs, ins[0]
+    n, c = x.shape[:2]
+    inner = x.numel // (n * c) if n * c else 0
+    size = a["size"]
+    lo, hi = (size - 1) // 2, size // 2  # channels before and after, as in the reference
+    par = x.numel >= PARALLEL_MIN
+    body = f"""\
+def KERNEL(x, y):
+    for p in {_loop(par)}({n * c}):
+        ch = p % {c}
+        base = (p - ch) * {inner}
+        for s in range({inner}):
+            acc = 0.0
+            for q in range(max(ch - {lo}, 0), min(ch + {hi + 1}, {c})):
+                v = np.float64(x[base + q * {inner} + s])
+                acc += v * v
+            d = ({lit(a['bias'], 'f64')} + {lit(a['alpha'] / size, 'f64')} * acc) ** {lit(a['beta'], 'f64')}
+            y[p * {inner} + s] = x[p * {inner} + s] / d
+"""
+    return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"lrn size {size}", parallel=par)
+
+
+def _scratch(arrays: list[str], par: bool) -> tuple[list[str], list[str]]:
+    """Allocations (before the loop, within it): a parallel loop needs one per iteration."""
+    return ([], arrays) if par else (arrays, [])
+
+
+def _store(op: str, e: str, z: str) -> str:
+    """y for one element: `e` is its exp(x - max) (softmax), `z` its x - max (log_softmax, where
+    `s` already holds the log of the sum)."""
+    return f"{e} / s" if op == "softmax" else f"{z} - s"
+
+
+def _rows(op: str, outer: int, length: int, par: bool) -> str:
+    keep = op == "softmax"  # softmax keeps exp(x - max) so exp runs once per element
+    before, within = _scratch([f"e = np.empty({length}, np.float64)"] if keep else [], par)
+    head = [*before, f"for o in {_loop(par)}({outer}):", *("    " + s for s in within)]
+    return "def KERNEL(x, y):\n" + "".join(f"    {s}\n" for s in head) + f"""\
+        b = o * {length}
+        m = np.float64(x[b])
+        for i in range(1, {length}):
+            v = np.float64(x[b + i])
+            if v > m or v != v:
+                m = v
+        s = 0.0
+        for i in range({length}):
+            v = math.exp(np.float64(x[b + i]) - m)
+            {'e[i] = v' if keep else 'pass'}
+            s += v
+        {'pass' if keep else 's = math.log(s)'}
+        for i in range({length}):
+            y[b + i] = {_store(op, 'e[i]', '(np.float64(x[b + i]) - m)')}
+"""
+
+
+def _columns(op: str, outer: int, length: int, inner: int, par: bool) -> str:
+    blk = min(BLOCK, inner)
+    blocks = math.ceil(inner / blk)
+    keep = op == "softmax"
+    arrays = [f"m = np.empty({blk}, np.float64)", f"sums = np.empty({blk}, np.float64)"]
+    before, within = _scratch(arrays + ([f"e = np.empty({length * blk}, np.float64)"] if keep else []), par)
+    head = [*before, f"for t in {_loop(par)}({outer * blocks}):", *("    " + s for s in within)]
+    return "def KERNEL(x, y):\n" + "".join(f"    {s}\n" for s in head) + f"""\
+        o = t // {blocks}
+        c0 = (t - o * {blocks}) * {blk}
+        w = min({blk}, {inner} - c0)
+        b = o * {length * inner} + c0
+        for j in range(w):
+            m[j] = np.float64(x[b + j])
+            sums[j] = 0.0
+        for l in range(1, {length}):
+            for j in range(w):
+                v = np.float64(x[b + l * {inner} + j])
+                if v > m[j] or v != v:
+                    m[j] = v
+        for l in range({length}):
+            for j in range(w):
+                v = math.exp(np.float64(x[b + l * {inner} + j]) - m[j])
+                {f'e[l * {blk} + j] = v' if keep else 'pass'}
+                sums[j] += v
+        {'pass' if keep else 'for j in range(w):'}
+            {'pass' if keep else 'sums[j] = math.log(sums[j])'}
+        for l in range({length}):
+            for j in range(w):
+                i = b + l * {inner} + j
+                s = sums[j]
+                y[i] = {_store(op, f'e[l * {blk} + j]', '(np.float64(x[i]) - m[j])')}
+"""
+
+
+def softmax(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    x = ins[0]
+    axis = node.attrs["axis"] % x.rank
+    length = x.shape[axis]
+    inner = math.prod(x.shape[axis + 1:])
+    outer = math.prod(x.shape[:axis])
+    par = x.numel >= PARALLEL_MIN
+    if inner == 1:
+        body, how = _rows(node.op, outer, length, par), "contiguous rows"
+    else:
+        body, how = _columns(node.op, outer, length, inner, par), f"column blocks of {BLOCK}"
+    body = "".join(line for line in body.splitlines(keepends=True) if line.strip() != "pass")
+    note = f"{node.op} over axis {axis} (length {length}), {how}, float64"
+    return KernelSource(body, (node.inputs[0], node.outputs[0].name), note, parallel=par)
+
+
+TEMPLATES = {"batch_norm": plain_only(batch_norm), "lrn": plain_only(lrn), "softmax": plain_only(softmax),
+             "log_softmax": plain_only(softmax)}

@@ -1,0 +1,140 @@
+"""Data-movement kernels: transpose, concat, pad. Any dtype; no arithmetic on the values.
+
+transpose: loops over the output in order, reading the input through permuted literal strides;
+axes that stay adjacent in both are merged first, so a perm that moves whole blocks copies runs.
+concat: x viewed as [outer, width] around the axis; each input's rows are copied into its column
+range of the output rows (one argument per input).
+pad: one loop per (merged) output axis; each level maps its output index to a source index
+(constant: in range or not; edge: clamp; wrap: modulo; reflect: a triangle wave of period
+2 * (n - 1)), and negative pads shift the source start (a crop).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ....ir import Node, TensorType
+from ....ir.types import FLOAT_DTYPES
+from .common import NP_NAMES, KernelSource, collapse, lit, nested_loops, plain_only, strides
+
+# Data movement gains from a second thread only on big tensors: measured here (2 cores, OpenMP
+# workers waiting passively), waking the pool costs ~20-40 us, and a contiguous f32 copy ran
+# faster serially up to ~2**20 elements; strided gathers (transpose, pad's index maps) from ~2**18.
+COPY_PARALLEL_MIN = 1 << 20
+GATHER_PARALLEL_MIN = 1 << 18
+
+
+def _loop(par: bool) -> str:
+    return "prange" if par else "range"
+
+
+def transpose(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    x, y = ins[0], outs[0]
+    perm = node.attrs["perm"] or tuple(reversed(range(x.rank)))
+    src = [strides(x.shape)[p] for p in perm]
+    shape, (so, si) = collapse(y.shape, strides(y.shape), src)
+    par = y.numel >= GATHER_PARALLEL_MIN and shape[0] > 1
+    loops = nested_loops(shape, {"io": so, "ii": si}, ["y[io] = x[ii]"], par)
+    note = f"transpose {list(perm)} as {len(shape)} merged loop(s) {shape}"
+    return KernelSource("def KERNEL(x, y):\n" + "\n".join(loops) + "\n",
+                        (node.inputs[0], node.outputs[0].name), note, parallel=par)
+
+
+def concat(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    y = outs[0]
+    axis = node.attrs["axis"] % y.rank
+    outer, inner = math.prod(y.shape[:axis]), math.prod(y.shape[axis + 1:])
+    row = y.shape[axis] * inner
+    par = y.numel >= COPY_PARALLEL_MIN
+    names = [f"x{i}" for i in range(len(ins))]
+    lines = [f"    for o in {_loop(par and outer > 1)}({outer}):"]
+    offset = 0
+    for name, t in zip(names, ins, strict=True):
+        width = t.shape[axis] * inner
+        if width:
+            lines += [f"        for i in {_loop(par and outer == 1)}({width}):",
+                      f"            y[o * {row} + {_plus('i', offset)}] = {name}[o * {width} + i]"]
+        offset += width
+    body = f"def KERNEL({', '.join(names)}, y):\n" + "\n".join(lines) + "\n"
+    note = f"concat {len(ins)} inputs on axis {axis}: {outer} rows of {row}"
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), note, parallel=par)
+
+
+def _pad_axes(x: TensorType, pads) -> list[list[int]]:
+    """Per axis [out size, low pad (>= 0), crop start, kept size, input stride]; runs of
+    untouched axes are merged (they stay contiguous in input and output)."""
+    r = x.rank
+    axes = []
+    for d, lo, hi, st in zip(x.shape, pads[:r], pads[r:], strides(x.shape), strict=True):
+        kept = d - max(-lo, 0) - max(-hi, 0)
+        axes.append([kept + max(lo, 0) + max(hi, 0), max(lo, 0), max(-lo, 0), kept, st])
+    merged: list[list[int]] = []
+    for ax in axes:
+        untouched = ax[0] == ax[3] and ax[1] == ax[2] == 0
+        prev = merged[-1] if merged else None
+        if untouched and prev and prev[0] == prev[3] and prev[1] == prev[2] == 0:
+            prev[0] *= ax[0]
+            prev[3] *= ax[0]
+            prev[4] = ax[4]
+        else:
+            merged.append(ax)
+    return merged or [[1, 0, 0, 1, 1]]
+
+
+def _plus(var: str, n: int) -> str:
+    return var if n == 0 else f"{var} + {n}" if n > 0 else f"{var} - {-n}"
+
+
+def _source_index(mode: str, kept: int, p: str) -> list[str]:
+    """Lines binding `q{p}` to the source index in [0, kept) for `p{p}` (output index minus the low
+    pad). Every name is bound once: numba refuses to rebind an alias of a prange index."""
+    q, p = f"q{p}", f"p{p}"
+    if mode == "edge":
+        return [f"{q} = min(max({p}, 0), {kept - 1})"]
+    if mode == "wrap":
+        return [f"{q} = {p} % {kept}"]
+    if mode == "reflect" and kept > 1:
+        period = 2 * (kept - 1)
+        return [f"r{q} = {p} % {period}", f"{q} = {period} - r{q} if r{q} >= {kept} else r{q}"]
+    return [f"{q} = 0"]  # reflect of a single element
+
+
+def _fill(value: float, dtype: str) -> str:
+    if dtype in FLOAT_DTYPES and math.isnan(value):
+        return f"{NP_NAMES[dtype]}(np.nan)"
+    return lit(value, dtype)
+
+
+def pad(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    x, y = ins[0], outs[0]
+    mode = node.attrs["mode"]
+    axes = _pad_axes(x, node.attrs["pads"])
+    out_st = strides([a[0] for a in axes])
+    par = y.numel >= GATHER_PARALLEL_MIN and axes[0][0] > 1
+    lines, ind, checks = [], "    ", []
+    for k, (size, lo, crop, kept, st) in enumerate(axes):
+        lines.append(f"{ind}for j{k} in {_loop(par and k == 0)}({size}):")
+        ind += "    "
+        padded = size != kept or lo
+        lines.append(f"{ind}p{k} = {_plus(f'j{k}', -lo)}")
+        src = f"p{k}"
+        if padded and mode == "constant":
+            lines.append(f"{ind}ok{k} = p{k} >= 0 and p{k} < {kept}")
+            checks.append(f"ok{k}")
+        elif padded:
+            lines += [ind + s for s in _source_index(mode, kept, str(k))]
+            src = f"q{k}"
+        src = f"({src} + {crop})" if crop else src
+        lines.append(f"{ind}s{k} = " + (f"s{k - 1} + " if k else "") + (src if st == 1 else f"{src} * {st}"))
+        lines.append(f"{ind}o{k} = " + (f"o{k - 1} + " if k else "") + (f"j{k}" if out_st[k] == 1 else f"j{k} * {out_st[k]}"))
+    last = len(axes) - 1
+    if checks:
+        lines.append(f"{ind}y[o{last}] = x[s{last}] if {' and '.join(checks)} else {_fill(node.attrs['value'], y.dtype)}")
+    else:
+        lines.append(f"{ind}y[o{last}] = x[s{last}]")
+    note = f"pad {mode} over {len(axes)} merged axes {[a[0] for a in axes]}"
+    return KernelSource("def KERNEL(x, y):\n" + "\n".join(lines) + "\n", (node.inputs[0], node.outputs[0].name), note,
+                        parallel=par)
+
+
+TEMPLATES = {"transpose": plain_only(transpose), "concat": plain_only(concat), "pad": plain_only(pad)}

@@ -1,0 +1,83 @@
+"""fold_conv_bn: an inference batch_norm after a convolution becomes the convolution's weights.
+
+Rewrite: y = batch_norm(conv2d(x, w, b), gamma, beta, mean, var) becomes conv2d(x, w', b') with,
+per output channel m (computed in float64, stored in the conv's dtype):
+    s[m]  = gamma[m] / sqrt(var[m] + eps)
+    w'[m] = w[m] * s[m]
+    b'[m] = (b[m] - mean[m]) * s[m] + beta[m]        (b = 0 when the conv has no bias)
+Grouped and depthwise convs fold the same way: output channel m owns its filter w[m].
+Preconditions, else declined with the reason in the dump: the conv's output is read by the
+batch_norm alone and is not a graph output; w, b and the statistics are consts (inference, after
+freeze_params) and w and b are read by this conv alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Graph, Param, TensorType, Value
+from .manager import note
+
+
+def _decline(g: Graph, conv, bn) -> str | None:
+    out = conv.outputs[0].name
+    if out in g.outputs:
+        return f"{out} is a graph output"
+    if len(g.users.get(out, ())) != 1:
+        return f"{out} has other readers"
+    consts = {p.name for p in g.params if p.role == "const"}
+    for name in (*conv.inputs[1:], *bn.inputs[1:]):
+        if name not in consts:
+            return f"{name} is not a const (training, or not frozen)"
+    for name in conv.inputs[1:]:
+        if len(g.users.get(name, ())) != 1:
+            return f"{name} is shared with another node"
+    return None
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name
+
+
+def fold_conv_bn(g: Graph) -> Graph:
+    params = g.param_map
+    producers = g.producers
+    replace: dict[int, object] = {}  # id(conv) -> new conv; id(bn) -> None (dropped)
+    new_params: list[Param] = []
+    declined = []
+    taken = set(g.values)
+    for bn in g.nodes:
+        conv = producers.get(bn.inputs[0]) if bn.op == "batch_norm" else None
+        if conv is None or conv.op != "conv2d":
+            continue
+        why = _decline(g, conv, bn)
+        if why:
+            declined.append(f"{bn.name or bn.outputs[0].name}: {why}")
+            continue
+        w = params[conv.inputs[1]].data.astype(np.float64)
+        m = w.shape[0]
+        b = params[conv.inputs[2]].data.astype(np.float64) if len(conv.inputs) > 2 else np.zeros(m)
+        gamma, beta, mean, var = (params[i].data.astype(np.float64) for i in bn.inputs[1:])
+        s = gamma / np.sqrt(var + bn.attrs["epsilon"])
+        dt = params[conv.inputs[1]].data.dtype
+        out = bn.outputs[0].name
+        w2 = Param(Value(_fresh(f"{out}.folded_weight", taken), TensorType.of(w.astype(dt))), (w * s[:, None, None, None]).astype(dt), "const")
+        b2 = Param(Value(_fresh(f"{out}.folded_bias", taken), TensorType.of(b.astype(dt))), ((b - mean) * s + beta).astype(dt), "const")
+        new_params += [w2, b2]
+        replace[id(conv)] = conv.with_(inputs=(conv.inputs[0], w2.name, b2.name), outputs=bn.outputs)
+        replace[id(bn)] = None
+    if declined:
+        note(f"{len(replace) // 2} folded, {len(declined)} declined: " + "; ".join(declined))
+    else:
+        note(f"{len(replace) // 2} folded, 0 declined")
+    if not replace:
+        return g
+    nodes = [replace.get(id(n), n) for n in g.nodes]
+    g2 = g.with_nodes([n for n in nodes if n is not None], params=(*g.params, *new_params))
+    from .rewrite import drop_unused_params
+
+    return drop_unused_params(g2)

@@ -1,0 +1,146 @@
+"""The CPU target end to end: blocked NCHW16c convolutions and the kernels around them, the
+passes that put them there (fold_conv_bn, select_layout), the kernel cache, and whole zoo models,
+each against the reference interpreter."""
+
+import subprocess
+import sys
+
+import kiln
+import numpy as np
+import pytest
+from kiln.passes import fold_conv_bn, freeze_params, select_layout
+
+RTOL, ATOL = 1e-4, 1e-4  # float32 sums over up to a few thousand products, reordered
+
+
+def feeds_for(g, seed=0):
+    rng = np.random.default_rng(seed)
+    return {v.name: rng.standard_normal(v.type.shape).astype(v.type.np_dtype) for v in g.inputs}
+
+
+def check_cpu(g, seed=0):
+    exe = kiln.compile(g, target="cpu")
+    f = feeds_for(g, seed)
+    for got, want in zip(exe.run(f), kiln.interpret(g, f), strict=True):
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL * max(1.0, float(np.abs(want).max())))
+    return exe
+
+
+def notes(exe):
+    p = exe.compiled.program
+    return [p.kernels[launch.kernel].note for launch in p.launches]
+
+
+@pytest.mark.parametrize("cin, cout, k, stride, pads, dil, hw", [
+    (3, 16, 3, 1, 1, 1, (9, 11)),        # plain first-layer input
+    (16, 32, 3, 2, 1, 1, (9, 11)),       # stride 2, odd sizes
+    (32, 64, 1, 1, 0, 1, (7, 7)),        # 1x1 -> 4 output blocks per job
+    (16, 16, 3, 1, (0, 2, 1, 0), 2, (10, 9)),  # asymmetric pads, dilation
+    (16, 48, 5, 3, 2, 1, (12, 13)),      # stride larger than the pads, 3 output blocks
+    (3, 16, 7, 2, 3, 1, (17, 15)),       # a ResNet stem on an odd image
+])
+def test_blocked_conv_matches_reference(cin, cout, k, stride, pads, dil, hw):
+    b = kiln.Builder("conv", seed=1)
+    x = b.input("input", (2, cin, *hw))
+    if cin % 16 == 0:
+        x = b.relu(b.conv2d(x, cin, kernel=1, name="pre"))  # makes the tested conv's input blocked
+    y = b.conv2d(x, cout, kernel=k, stride=stride, pads=pads, dilation=dil, name="conv")
+    exe = check_cpu(b.build(b.sigmoid(b.relu(y))))  # relu fuses into the conv; sigmoid reads plain
+    assert any(n.startswith("direct NCHW16c") for n in notes(exe))
+
+
+@pytest.mark.parametrize("pool", ["max", "avg_pad", "avg_nopad", "global_avg", "global_max", "bn"])
+def test_blocked_neighbours_match_reference(pool):
+    b = kiln.Builder("pool", seed=2)
+    x = b.input("input", (2, 3, 11, 10))
+    y = b.conv2d(x, 32, kernel=3, pads=1, name="conv")
+    if pool == "max":
+        y = b.maxpool2d(y, 3, stride=2, pads=1, ceil_mode=True)
+    elif pool.startswith("avg"):
+        y = b.avgpool2d(y, 3, stride=2, pads=1, count_include_pad=pool == "avg_pad")
+    elif pool == "global_avg":
+        y = b.global_avgpool(y)
+    elif pool == "global_max":
+        y = b.op("global_maxpool", [y])
+    else:
+        y = b.batch_norm(y, name="bn")
+    g = b.build(b.sigmoid(y))
+    if pool == "bn":  # random statistics so the norm does something
+        rng = np.random.default_rng(3)
+        params = [p if not p.name.startswith("bn.") else
+                  kiln.ir.Param(p.value, (rng.random(p.data.shape) + 0.5).astype(np.float32), p.role)
+                  for p in g.params]
+        g = g.replace(params=tuple(params))
+    exe = check_cpu(g)
+    assert sum("NCHW16c" in n for n in notes(exe)) >= 2
+
+
+def test_residual_network_runs_blocked_end_to_end():
+    g = kiln.models.resnet20(batch=2)
+    exe = check_cpu(g)
+    ops = [n.op for n in exe.graph.nodes]
+    assert "batch_norm" not in ops  # folded
+    assert ops.count("reorder") <= 2  # only around the plain image input and the flatten
+
+
+def test_fold_conv_bn_effect_and_decline():
+    g = freeze_params(kiln.models.resnet20(batch=1))
+    folded = fold_conv_bn(g)
+    assert sum(n.op == "batch_norm" for n in folded.nodes) == 0
+    f = feeds_for(g)
+    np.testing.assert_allclose(kiln.interpret(folded, f)[0], kiln.interpret(g, f)[0], rtol=1e-4, atol=1e-4)
+    b = kiln.Builder("shared", seed=0)
+    x = b.input("input", (1, 16, 4, 4))
+    c = b.conv2d(x, 16, kernel=1, name="conv")
+    g2 = freeze_params(b.build(b.batch_norm(c, name="bn"), c))  # the conv output is also an output
+    assert fold_conv_bn(g2) is g2
+
+
+def test_select_layout_keeps_graph_io_plain():
+    g = select_layout(fold_conv_bn(freeze_params(kiln.models.resnet20(batch=1))))
+    assert all(v.type.layout == "" for v in g.inputs)
+    assert all(g.type_of(o).layout == "" for o in g.outputs)
+    blocked = [v for n in g.nodes for v in n.outputs if v.type.layout == "NCHW16c"]
+    assert len(blocked) > 20
+    kiln.verify(g)
+
+
+def test_zoo_models_on_cpu():
+    for g in (kiln.models.lenet5(batch=3), kiln.models.mobilenet_v1(batch=1, image_size=32),
+              kiln.models.gcn_karate()):
+        check_cpu(g)
+
+
+def test_second_process_compiles_nothing(tmp_path):
+    code = ("import kiln, numpy as np; exe = kiln.compile(kiln.models.lenet5(batch=2), target='cpu'); "
+            "print(exe.compiled.compiled_kernels)")
+    env = {"KILN_CACHE_DIR": str(tmp_path)}
+    import os
+
+    env = {**os.environ, **env}
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert int(first.stdout.split()[-1]) > 0
+    assert int(second.stdout.split()[-1]) == 0
+
+
+def test_profile_reports_every_launch():
+    g = kiln.models.lenet5(batch=2)
+    exe = kiln.compile(g, target="cpu")
+    rows = exe.profile(feeds_for(g), repeat=2)
+    assert len(rows) == len(exe.compiled.program.launches)
+    assert all(r["seconds"] > 0 for r in rows)
+    assert sum(r["flops"] for r in rows) > 0
+
+
+def test_cpu_inputs_checked_and_outputs_fresh():
+    g = kiln.models.lenet5(batch=2)
+    exe = kiln.compile(g, target="cpu")
+    f = feeds_for(g)
+    keep = f["input"].copy()
+    out = exe.run(f)[0]
+    out[...] = 7
+    np.testing.assert_array_equal(f["input"], keep)
+    assert not np.all(exe.run(f)[0] == 7)
+    with pytest.raises(kiln.errors.InputError, match="expected shape"):
+        exe.run({"input": np.zeros((1, 1, 28, 28), np.float32)})

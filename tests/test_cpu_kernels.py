@@ -1,0 +1,272 @@
+"""numba CPU kernels for pool, norm, matmul, shape and sparse ops against the reference interpreter.
+
+Every test builds a small graph (several ops per graph: each distinct kernel costs a numba
+compile, and one graph lets the build compile them in parallel), compiles it for the cpu target
+and compares every output with `kiln.interpret` on seeded random inputs. Shapes are tiny except
+in `test_parallel_kernels`, which crosses PARALLEL_MIN so the prange variants run too.
+"""
+
+import kiln
+import numpy as np
+import pytest
+from kiln.backends.numba_cpu.kernels import shape as shape_kernels
+from kiln.backends.numba_cpu.kernels.common import PARALLEL_MIN
+from kiln.frontend import Builder
+
+F32_TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def feeds(g, seed=0):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for v in g.inputs:
+        t = v.type
+        if t.dtype.startswith(("i", "u")):
+            out[v.name] = rng.integers(0 if t.dtype.startswith("u") else -100, 100, t.shape).astype(t.np_dtype)
+        else:
+            out[v.name] = rng.standard_normal(t.shape).astype(t.np_dtype)
+    return out
+
+
+def check(g, tol=F32_TOL, f=None):
+    """Compile `g` for the cpu target and compare every output with the interpreter."""
+    f = f or feeds(g)
+    exe = kiln.compile(g, target="cpu")
+    got, want = exe.run(f), kiln.interpret(g, f)
+    for name, a, b in zip(g.outputs, got, want, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, err_msg=name, **tol)
+    return exe
+
+
+def window(b, op, x, kernel, **attrs):
+    return b.op(op, [x], {"kernel": kernel, **attrs})
+
+
+# -- pool -----------------------------------------------------------------------------------------
+def test_maxpool_pads_stride_dilation_ceil_and_integers():
+    b = Builder("maxpool", seed=0)
+    x = b.input("x", (2, 3, 7, 9))
+    xi = b.input("xi", (1, 2, 6, 5), "i32")
+    xu = b.input("xu", (1, 2, 5, 5), "u8")
+    outs = [
+        window(b, "maxpool2d", x, (3, 3), stride=(2, 2), pads=(1, 1, 1, 1)),
+        window(b, "maxpool2d", x, (2, 3), stride=(2, 2), pads=(1, 0, 0, 2), ceil_mode=True),
+        window(b, "maxpool2d", x, (3, 2), stride=(1, 2), dilation=(2, 2), pads=(2, 1, 1, 0)),
+        window(b, "maxpool2d", xi, (3, 3), stride=(2, 2), pads=(1, 1, 1, 1), ceil_mode=True),
+        window(b, "maxpool2d", xu, (2, 2), stride=(2, 2), pads=(1, 1, 0, 0)),
+    ]
+    check(b.build(*outs))
+
+
+def test_maxpool_negative_integers_never_lose_to_padding_and_nan_propagates():
+    b = Builder("maxpool_edge", seed=0)
+    xi = b.input("xi", (1, 1, 4, 4), "i8")
+    x = b.input("x", (1, 1, 4, 4))
+    g = b.build(window(b, "maxpool2d", xi, (3, 3), stride=(2, 2), pads=(1, 1, 1, 1)),
+                window(b, "maxpool2d", x, (2, 2), stride=(2, 2)))
+    f = {"xi": -np.arange(1, 17, dtype=np.int8).reshape(1, 1, 4, 4), "x": np.zeros((1, 1, 4, 4), np.float32)}
+    f["x"][0, 0, 1, 1] = np.nan
+    exe = check(g, f=f)
+    ints, floats = exe.run(f)
+    assert ints.max() < 0  # zero padding would have won
+    assert np.isnan(floats[0, 0, 0, 0]) and not np.isnan(floats[0, 0, 1, 1])
+
+
+@pytest.mark.parametrize("include", [False, True])
+def test_avgpool_divisor_rule(include):
+    b = Builder("avgpool", seed=0)
+    x = b.input("x", (2, 3, 7, 8))
+    c = {"count_include_pad": include}
+    outs = [
+        window(b, "avgpool2d", x, (3, 3), stride=(2, 2), pads=(1, 1, 1, 1), **c),
+        window(b, "avgpool2d", x, (3, 2), stride=(2, 3), pads=(1, 0, 2, 1), ceil_mode=True, **c),
+        window(b, "avgpool2d", x, (2, 3), stride=(1, 1), dilation=(2, 2), pads=(1, 2, 0, 1), **c),
+        window(b, "avgpool2d", x, (3, 3), stride=(3, 3), dilation=(1, 2), pads=(2, 2, 2, 2), ceil_mode=True, **c),
+    ]
+    check(b.build(*outs))
+
+
+def test_global_pools_rank_3_4_5():
+    b = Builder("global", seed=0)
+    outs = []
+    for i, shape in enumerate([(2, 3, 7), (2, 3, 5, 3), (1, 2, 3, 2, 3)]):
+        x = b.input(f"x{i}", shape)
+        outs += [b.op("global_avgpool", [x]), b.op("global_maxpool", [x])]
+    xd = b.input("xd", (2, 2, 3, 3), "f64")
+    outs += [b.op("global_avgpool", [xd]), b.op("global_maxpool", [xd])]
+    check(b.build(*outs))
+
+
+# -- norm -----------------------------------------------------------------------------------------
+def test_batch_norm_with_const_and_runtime_statistics():
+    b = Builder("bn", seed=0)
+    rng = np.random.default_rng(1)
+    x = b.input("x", (2, 5, 3, 4))
+    stats = [b.const(n, rng.uniform(0.5, 2.0, 5).astype(np.float32)) for n in ("scale", "bias", "mean", "var")]
+    y1 = b.op("batch_norm", [x, *stats], {"epsilon": 1e-3})
+    x2 = b.input("x2", (3, 4))  # rank 2: no spatial axes
+    live = [b.input(n, (4,)) for n in ("s", "t", "m")]
+    v = b.input("v", (4,))
+    y2 = b.op("batch_norm", [x2, *live, b.op("mul", [v, v])])  # var >= 0, computed at run time
+    check(b.build(y1, y2))
+
+
+def test_lrn_sizes():
+    b = Builder("lrn", seed=0)
+    x = b.input("x", (2, 7, 3, 2))
+    x3 = b.input("x3", (2, 4, 5), "f64")
+    outs = [b.op("lrn", [x], {"size": 3}), b.op("lrn", [x], {"size": 4, "alpha": 0.1, "beta": 0.6, "bias": 2.0}),
+            b.op("lrn", [x3], {"size": 5, "alpha": 0.5})]
+    check(b.build(*outs))
+
+
+def test_softmax_and_log_softmax_every_axis():
+    b = Builder("softmax", seed=0)
+    x = b.input("x", (3, 4, 5))
+    x2 = b.input("x2", (2, 70))  # more columns than one block of the column kernel
+    x3 = b.input("x3", (3, 70, 2))
+    outs = [b.op(op, [x], {"axis": axis}) for op in ("softmax", "log_softmax") for axis in (0, 1, -1)]
+    outs += [b.op("softmax", [x2], {"axis": 0}), b.op("log_softmax", [x3], {"axis": 0})]
+    check(b.build(*outs))
+
+
+def test_softmax_is_stable_for_large_inputs():
+    b = Builder("stable", seed=0)
+    x = b.input("x", (2, 6))
+    g = b.build(b.op("softmax", [x], {"axis": 1}), b.op("log_softmax", [x], {"axis": 0}))
+    f = {"x": (np.arange(12, dtype=np.float32).reshape(2, 6) * 300.0)}
+    exe = check(g, f=f)
+    assert all(np.isfinite(y).all() for y in exe.run(f))
+
+
+# -- matmul ---------------------------------------------------------------------------------------
+def test_gemm_every_transpose_and_c_shape():
+    b = Builder("gemm", seed=0)
+    m, k, n = 5, 7, 3
+    outs = []
+    cases = [(False, False, (n,)), (False, True, (m, 1)), (True, False, (1, 1)), (True, True, (m, n)),
+             (True, True, None), (False, False, ())]
+    for i, (ta, tb, c_shape) in enumerate(cases):
+        a = b.input(f"a{i}", (k, m) if ta else (m, k))
+        w = b.input(f"b{i}", (n, k) if tb else (k, n))
+        ins = [a, w] + ([] if c_shape is None else [b.input(f"c{i}", c_shape)])
+        attrs = {"trans_a": ta, "trans_b": tb, "alpha": 1.0 if i % 2 else 0.5, "beta": 1.0 if i < 2 else -2.0}
+        outs.append(b.op("gemm", ins, attrs))
+    a, w = b.input("ad", (4, 6), "f64"), b.input("bd", (6, 2), "f64")
+    outs.append(b.op("gemm", [a, w, b.input("cd", (2,), "f64")], {"alpha": 2.0}))
+    check(b.build(*outs))
+
+
+def test_matmul_1d_2d_batched_broadcast():
+    b = Builder("matmul", seed=0)
+    pairs = [((5,), (5, 3)), ((4, 5), (5,)), ((5,), (5,)), ((3, 4), (4, 6)),
+             ((2, 3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)), ((2, 1, 3, 4), (3, 4, 2)),
+             ((4,), (2, 4, 3)), ((2, 3, 4), (4,)), ((3, 4), (2, 2, 4, 3))]
+    outs = []
+    for i, (sa, sb) in enumerate(pairs):
+        outs.append(b.op("matmul", [b.input(f"a{i}", sa), b.input(f"b{i}", sb)]))
+    outs.append(b.op("matmul", [b.input("ad", (2, 3, 4), "f64"), b.input("bd", (1, 4, 2), "f64")]))
+    check(b.build(*outs))
+
+
+# -- shape ----------------------------------------------------------------------------------------
+def test_transpose_rank_3_and_4():
+    b = Builder("transpose", seed=0)
+    x3 = b.input("x3", (2, 3, 4))
+    x4 = b.input("x4", (2, 3, 4, 5))
+    xb = b.input("xb", (3, 2, 2), "i64")
+    outs = [b.op("transpose", [x3], {"perm": p}) for p in [(0, 2, 1), (2, 0, 1), (1, 0, 2), ()]]
+    outs += [b.op("transpose", [x4], {"perm": p}) for p in [(0, 2, 3, 1), (0, 3, 1, 2), (3, 2, 1, 0), (1, 0, 2, 3)]]
+    outs.append(b.op("transpose", [xb], {"perm": (2, 1, 0)}))
+    check(b.build(*outs))
+
+
+def test_concat_three_inputs_on_each_axis():
+    b = Builder("concat", seed=0)
+    outs = []
+    for axis in range(3):
+        shapes = [tuple(d + (k if a == axis else 0) for a, d in enumerate((2, 3, 4))) for k in range(3)]
+        xs = [b.input(f"x{axis}_{k}", s) for k, s in enumerate(shapes)]
+        outs.append(b.op("concat", xs, {"axis": axis}))
+    xi = b.input("xi", (2, 2), "i32")
+    outs.append(b.op("concat", [xi, xi, xi], {"axis": -1}))  # one value passed three times
+    check(b.build(*outs))
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap"])
+def test_pad_modes_and_negative_pads(mode):
+    b = Builder(f"pad_{mode}", seed=0)
+    x = b.input("x", (2, 3, 4, 5))
+    x2 = b.input("x2", (6, 5), "i32")
+    value = {"value": 1.5} if mode == "constant" else {}
+    outs = [
+        b.op("pad", [x], {"mode": mode, "pads": (0, 0, 1, 2, 0, 0, 2, 3), **value}),  # spatial only
+        b.op("pad", [x], {"mode": mode, "pads": (1, 0, 0, 1, 0, 2, 3, 0), **value}),
+        b.op("pad", [x2], {"mode": mode, "pads": (-2, 3, 1, -1), **value}),  # crop and pad one axis
+        b.op("pad", [x2], {"mode": mode, "pads": (-1, -2, -3, -1), **value}),  # crop only
+    ]
+    check(b.build(*outs))
+
+
+# -- sparse ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_spmm_empty_rows_and_repeated_columns(index_dtype):
+    b = Builder("spmm", seed=0)
+    indptr = np.array([0, 2, 2, 5, 6, 6], index_dtype)  # rows 1 and 4 are empty
+    indices = np.array([1, 1, 0, 3, 0, 2], index_dtype)  # row 0 names column 1 twice
+    data = np.random.default_rng(2).standard_normal(6).astype(np.float32)
+    x = b.input("x", (4, 3))
+    xd = b.input("xd", (4, 2), "f64")
+    y = b.spmm(b.csr("adj", indptr, indices, data), x)
+    adjd = (b.const("ip", indptr), b.const("ix", indices), b.const("d64", data.astype(np.float64)))
+    yd = b.spmm(adjd, xd)
+    check(b.build(y, yd))
+
+
+def test_spmm_rejects_out_of_range_indices():
+    b = Builder("spmm_bad", seed=0)
+    indices = b.input("indices", (3,), "i32")
+    adj = (b.const("indptr", np.array([0, 1, 3], np.int32)), indices, b.const("data", np.ones(3, np.float32)))
+    g = b.build(b.spmm(adj, b.input("x", (4, 2))))
+    exe = kiln.compile(g, target="cpu")
+    x = np.ones((4, 2), np.float32)
+    (y,) = exe.run({"indices": np.array([0, 3, 3], np.int32), "x": x})
+    np.testing.assert_allclose(y, [[1, 1], [2, 2]])
+    with pytest.raises(ValueError, match="column index"):
+        exe.run({"indices": np.array([0, 4, 1], np.int32), "x": x})
+
+
+# -- prange variants ------------------------------------------------------------------------------
+def test_parallel_kernels():
+    """Each op sized past its parallel threshold so its prange form is the one compiled."""
+    b = Builder("parallel", seed=0)
+    x = b.input("x", (2, 8, 48, 48))  # past PARALLEL_MIN
+    big = b.input("big", (4, 16, 64, 64))  # past the gather threshold of transpose and pad
+    assert big.type.numel >= shape_kernels.GATHER_PARALLEL_MIN and 4 * big.type.numel >= shape_kernels.COPY_PARALLEL_MIN
+    rows = PARALLEL_MIN // 32 + 8
+    indptr = np.arange(rows + 1, dtype=np.int64) * 2
+    indices = (np.arange(2 * rows) * 7 % 300).astype(np.int64)
+    adj = b.csr("adj", indptr, indices, np.ones(2 * rows, np.float32) * 0.5)
+    outs = [
+        window(b, "maxpool2d", x, (3, 3), stride=(2, 2), pads=(1, 1, 1, 1)),
+        window(b, "avgpool2d", x, (3, 3), stride=(2, 2), pads=(1, 1, 1, 1), ceil_mode=True),
+        b.op("global_maxpool", [x]),
+        b.op("softmax", [x], {"axis": 1}),
+        b.op("log_softmax", [x], {"axis": -1}),
+        b.op("transpose", [big], {"perm": (0, 2, 3, 1)}),
+        b.op("concat", [big] * 4, {"axis": 1}),
+        b.op("concat", [big] * 4, {"axis": 0}),  # one row: the copies themselves run in parallel
+        b.op("pad", [big], {"mode": "reflect", "pads": (0, 0, 1, 2, 0, 0, 2, 1)}),
+        b.op("pad", [big], {"mode": "wrap", "pads": (1, 0, 0, 0, 1, 0, 0, 0)}),  # the prange axis is padded
+        b.spmm(adj, b.input("h", (300, 32))),
+    ]
+    exe = check(b.build(*outs))
+    assert all(k.parallel for k in exe.compiled.program.kernels.values())
+
+
+def test_float16_is_refused_clearly():
+    b = Builder("half", seed=0)
+    g = b.build(b.op("softmax", [b.input("x", (2, 3), "f16")]))
+    with pytest.raises(kiln.errors.UnsupportedError, match="float16"):
+        kiln.compile(g, target="cpu")
