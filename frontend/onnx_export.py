@@ -90,10 +90,25 @@ def _op(op_type: str, **renames: str) -> Converter:
 
 
 def _conv(ex: _Exporter, node: Node):
-    """Conv: the same [top, left, bottom, right] pads order; kernel_shape from the weight."""
+    """Conv: the same [top, left, bottom, right] pads order; kernel_shape from the weight. A
+    fused epilogue (residual add, activation) becomes Add and Relu/Clip nodes after it."""
     conv = _op("Conv", strides="stride", dilations="dilation", pads="pads", group="groups")
     op, ins, attrs = conv(ex, node)
-    return op, ins, {**attrs, "kernel_shape": list(ex.g.type_of(node.inputs[1]).shape[2:])}
+    a = node.attrs
+    steps = [(op, ins[:3] if a["residual"] else ins, {**attrs, "kernel_shape": list(ex.g.type_of(node.inputs[1]).shape[2:])})]
+    if a["residual"]:
+        steps.append(("Add", [None, node.inputs[3]], {}))
+    if a["act"] == "relu":
+        steps.append(("Relu", [None], {}))
+    elif a["act"] == "clip":
+        steps.append(("Clip", [None, ex.scalar(node, "min", a["act_min"]), ex.scalar(node, "max", a["act_max"])], {}))
+    prev = None
+    for k, (op_type, step_ins, step_attrs) in enumerate(steps[:-1]):
+        out = f"{node.outputs[0].name}.{op_type.lower()}{k}"
+        ex.nodes.append(helper.make_node(op_type, [prev if i is None else i for i in step_ins], [out], **step_attrs))
+        prev = out
+    op_type, step_ins, step_attrs = steps[-1]
+    return op_type, [prev if i is None else i for i in step_ins], step_attrs
 
 
 def _clip(ex: _Exporter, node: Node):

@@ -178,3 +178,41 @@ def test_with_input_shapes_rejects_unknown_inputs(bad):
     g = parse("graph g(%x:f32[2]) {\n  %y:f32[2] = relu (%x)\n  return %y\n}")
     with pytest.raises(Exception, match="has no input"):
         with_input_shapes(g, bad)
+
+
+def test_fuse_epilogues_residual_and_relu():
+    from kiln.passes import fuse_epilogues
+
+    before = parse("""
+    graph g(%x:f32[1,2,4,4], %r:f32[1,2,4,4]) {
+      %c:f32[1,2,4,4] = conv2d[pads=1] (%x, %w:f32[2,2,3,3] const, %b:f32[2] const)
+      %s:f32[1,2,4,4] = add (%c, %r)
+      %y:f32[1,2,4,4] = relu (%s)
+      %c2:f32[1,2,4,4] = conv2d[pads=0] (%y, %w2:f32[2,2,1,1] const)
+      %z:f32[1,2,4,4] = clip[min=0.0 max=6.0] (%c2)
+      return %z
+    }""", seed=0)
+    expected = parse("""
+    graph g(%x:f32[1,2,4,4], %r:f32[1,2,4,4]) {
+      %y:f32[1,2,4,4] = conv2d[act=relu pads=1 residual=true] (%x, %w:f32[2,2,3,3] const, %b:f32[2] const, %r)
+      %z:f32[1,2,4,4] = conv2d[act=clip pads=0] (%y, %w2:f32[2,2,1,1] const)
+      return %z
+    }""", params=before.param_data())
+    after = fuse_epilogues(before)
+    assert_graph_equal(after, expected)
+    same_outputs(before, after)
+
+
+def test_fuse_epilogues_declines_shared_and_broadcast():
+    from kiln.passes import fuse_epilogues
+
+    g = parse("""
+    graph g(%x:f32[1,2,4,4]) {
+      %c:f32[1,2,4,4] = conv2d[pads=1] (%x, %w:f32[2,2,3,3] const)
+      %a:f32[1,2,4,4] = add (%c, %k:f32[2,1,1] const=[1,2])
+      %y:f32[1,2,4,4] = relu (%a)
+      %c2:f32[1,2,4,4] = conv2d[pads=1] (%y, %w2:f32[2,2,3,3] const)
+      %p:f32[1,2,4,4] = relu (%c2)
+      return %p, %c2
+    }""", seed=0)
+    assert fuse_epilogues(g) is g  # broadcast add; conv output also a graph output
