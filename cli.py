@@ -65,8 +65,15 @@ def cmd_compile(args) -> int:
     width = max(len(r.name) for r in exe.passes)
     for r in exe.passes[1:]:
         print(f"  {r.index:02d} {r.name:<{width}} {r.seconds * 1e3:8.2f} ms  {r.nodes_after:5d} nodes  {r.summary}")
+    if exe.compiled is not None:
+        c = exe.compiled
+        n = len(c.program.kernels)
+        print(f"kernels: {n} for {len(c.program.launches)} launches; compiled now {c.compiled_kernels}, "
+              f"from the cache {n - c.compiled_kernels} ({'cold' if c.compiled_kernels else 'cached'} "
+              f"compile {c.compile_seconds:.2f} s)")
     if args.dump_ir:
-        print(f"IR after every pass written to {args.dump_ir}/ (index.md lists them)")
+        extra = " and generated kernels in kernels/" if exe.compiled is not None else ""
+        print(f"IR after every pass written to {args.dump_ir}/ (index.md lists them){extra}")
     return _check(g, exe) if args.check else 0
 
 

@@ -55,8 +55,8 @@ def _offsets(p: Product, t: str) -> list[str]:
 
 def _blas(p: Product) -> list[str]:
     m, n, k = p.m, p.n, p.k
-    av = f"a[oa:oa + {m * k}].reshape(({k}, {m})).T" if p.trans_a else f"a[oa:oa + {m * k}].reshape(({m}, {k}))"
-    bv = f"b[ob:ob + {k * n}].reshape(({n}, {k})).T" if p.trans_b else f"b[ob:ob + {k * n}].reshape(({k}, {n}))"
+    av = f"a[oa:oa + {m * k}]" + (f".reshape(({k}, {m})).T" if p.trans_a else f".reshape(({m}, {k}))")
+    bv = f"b[ob:ob + {k * n}]" + (f".reshape(({n}, {k})).T" if p.trans_b else f".reshape(({k}, {n}))")
     body = [*_offsets(p, "t"), f"np.dot({av}, {bv}, y[t * {m * n}:(t + 1) * {m * n}].reshape(({m}, {n})))"]
     return [f"    for t in range({p.count}):", *("        " + s for s in body)]
 

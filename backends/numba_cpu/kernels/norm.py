@@ -5,8 +5,8 @@ results match it to the last bit or two.
 
 batch_norm: the per-channel affine `y = x * inv + shift` (inv = scale / sqrt(var + eps),
 shift = bias - mean * inv) is computed once per (n, c) plane inside the kernel rather than packed
-at compile time: templates see types, not param data, and the statistics may also be values
-computed at run time. It costs one sqrt per plane against H*W multiply-adds.
+at compile time: a template cannot tell whether the statistics are params (packable) or values
+computed at run time, and one sqrt per plane is noise next to its H*W multiply-adds.
 
 softmax / log_softmax view x as [outer, L, inner] around the axis. With inner == 1 each row is
 contiguous: max, sum of exp(x - max), store. Otherwise a block of up to 64 columns is swept along
@@ -25,6 +25,11 @@ BLOCK = 64  # columns per block when the softmax axis is not the innermost
 
 def _loop(par: bool) -> str:
     return "prange" if par else "range"
+
+
+def _scratch(arrays: list[str], par: bool) -> tuple[list[str], list[str]]:
+    """Allocations (before the loop, within it): a parallel loop needs one per iteration."""
+    return ([], arrays) if par else (arrays, [])
 
 
 def batch_norm(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
@@ -47,31 +52,29 @@ def KERNEL(x, scale, bias, mean, var, y):
 
 
 def lrn(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    """Per (n, c) plane: sum the squares of the window's channel planes into a float64 row
+    (contiguous reads), then scale the plane."""
     a, x = node.attrs, ins[0]
     n, c = x.shape[:2]
     inner = x.numel // (n * c) if n * c else 0
     size = a["size"]
     lo, hi = (size - 1) // 2, size // 2  # channels before and after, as in the reference
     par = x.numel >= PARALLEL_MIN
-    body = f"""\
-def KERNEL(x, y):
-    for p in {_loop(par)}({n * c}):
+    before, within = _scratch([f"acc = np.empty({inner}, np.float64)"], par)
+    head = [*before, f"for p in {_loop(par)}({n * c}):", *("    " + s for s in within)]
+    k, bias, beta = lit(a["alpha"] / size, "f64"), lit(a["bias"], "f64"), lit(a["beta"], "f64")
+    body = "def KERNEL(x, y):\n" + "".join(f"    {s}\n" for s in head) + f"""\
         ch = p % {c}
         base = (p - ch) * {inner}
-        for s in range({inner}):
-            acc = 0.0
-            for q in range(max(ch - {lo}, 0), min(ch + {hi + 1}, {c})):
+        acc[:] = 0.0
+        for q in range(max(ch - {lo}, 0), min(ch + {hi + 1}, {c})):
+            for s in range({inner}):
                 v = np.float64(x[base + q * {inner} + s])
-                acc += v * v
-            d = ({lit(a['bias'], 'f64')} + {lit(a['alpha'] / size, 'f64')} * acc) ** {lit(a['beta'], 'f64')}
-            y[p * {inner} + s] = x[p * {inner} + s] / d
+                acc[s] += v * v
+        for s in range({inner}):
+            y[p * {inner} + s] = x[p * {inner} + s] / ({bias} + {k} * acc[s]) ** {beta}
 """
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"lrn size {size}", parallel=par)
-
-
-def _scratch(arrays: list[str], par: bool) -> tuple[list[str], list[str]]:
-    """Allocations (before the loop, within it): a parallel loop needs one per iteration."""
-    return ([], arrays) if par else (arrays, [])
 
 
 def _store(op: str, e: str, z: str) -> str:
@@ -148,6 +151,7 @@ def softmax(node: Node, ins: list[TensorType], outs: list[TensorType]) -> Kernel
         body, how = _rows(node.op, outer, length, par), "contiguous rows"
     else:
         body, how = _columns(node.op, outer, length, inner, par), f"column blocks of {BLOCK}"
+    # a line one variant does not need is rendered as `pass`: drop it
     body = "".join(line for line in body.splitlines(keepends=True) if line.strip() != "pass")
     note = f"{node.op} over axis {axis} (length {length}), {how}, float64"
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), note, parallel=par)

@@ -85,18 +85,24 @@ def _plus(var: str, n: int) -> str:
     return var if n == 0 else f"{var} + {n}" if n > 0 else f"{var} - {-n}"
 
 
-def _source_index(mode: str, kept: int, p: str) -> list[str]:
-    """Lines binding `q{p}` to the source index in [0, kept) for `p{p}` (output index minus the low
-    pad). Every name is bound once: numba refuses to rebind an alias of a prange index."""
-    q, p = f"q{p}", f"p{p}"
+def _source_index(mode: str, kept: int, k: int, fast: bool) -> list[str]:
+    """Lines binding `q{k}` to the source index in [0, kept) for `p{k}` (output index minus the
+    low pad). With `fast`, indices inside [0, kept) skip the modulo (the innermost axis, where
+    most elements are interior); not on the prange axis, where numba refuses to bind a name
+    twice when it may alias the loop index."""
+    q, p = f"q{k}", f"p{k}"
     if mode == "edge":
         return [f"{q} = min(max({p}, 0), {kept - 1})"]
     if mode == "wrap":
-        return [f"{q} = {p} % {kept}"]
-    if mode == "reflect" and kept > 1:
+        mapped = [f"{q} = {p} % {kept}"]
+    elif kept > 1:  # reflect: a triangle wave of period 2 * (kept - 1)
         period = 2 * (kept - 1)
-        return [f"r{q} = {p} % {period}", f"{q} = {period} - r{q} if r{q} >= {kept} else r{q}"]
-    return [f"{q} = 0"]  # reflect of a single element
+        mapped = [f"r{q} = {p} % {period}", f"{q} = {period} - r{q} if r{q} >= {kept} else r{q}"]
+    else:
+        return [f"{q} = 0"]  # reflect of a single element
+    if not fast:
+        return mapped
+    return [f"if {p} >= 0 and {p} < {kept}:", f"    {q} = {p}", "else:", *("    " + m for m in mapped)]
 
 
 def _fill(value: float, dtype: str) -> str:
@@ -105,36 +111,45 @@ def _fill(value: float, dtype: str) -> str:
     return lit(value, dtype)
 
 
+def _pad_level(k: int, ax: list[int], out_stride: int, mode: str, fast: bool) -> tuple[list[str], str]:
+    """Body lines of loop level k: its source offset `s{k}` and output offset `o{k}`; plus the
+    in-range test `ok{k}` a constant pad checks at the store ("" when there is none)."""
+    size, lo, crop, kept, st = ax
+    lines, check, src = [f"p{k} = {_plus(f'j{k}', -lo)}"], "", f"p{k}"
+    if (size != kept or lo) and mode == "constant":
+        lines.append(f"ok{k} = p{k} >= 0 and p{k} < {kept}")
+        check = f"ok{k}"
+    elif size != kept or lo:
+        lines += _source_index(mode, kept, k, fast)
+        src = f"q{k}"
+    src = f"({src} + {crop})" if crop else src
+    lines.append(f"s{k} = " + (f"s{k - 1} + " if k else "") + (src if st == 1 else f"{src} * {st}"))
+    dst = f"j{k}" if out_stride == 1 else f"j{k} * {out_stride}"
+    lines.append(f"o{k} = " + (f"o{k - 1} + " if k else "") + dst)
+    return lines, check
+
+
 def pad(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
-    x, y = ins[0], outs[0]
+    y = outs[0]
     mode = node.attrs["mode"]
-    axes = _pad_axes(x, node.attrs["pads"])
+    axes = _pad_axes(ins[0], node.attrs["pads"])
     out_st = strides([a[0] for a in axes])
     par = y.numel >= GATHER_PARALLEL_MIN and axes[0][0] > 1
     lines, ind, checks = [], "    ", []
-    for k, (size, lo, crop, kept, st) in enumerate(axes):
-        lines.append(f"{ind}for j{k} in {_loop(par and k == 0)}({size}):")
-        ind += "    "
-        padded = size != kept or lo
-        lines.append(f"{ind}p{k} = {_plus(f'j{k}', -lo)}")
-        src = f"p{k}"
-        if padded and mode == "constant":
-            lines.append(f"{ind}ok{k} = p{k} >= 0 and p{k} < {kept}")
-            checks.append(f"ok{k}")
-        elif padded:
-            lines += [ind + s for s in _source_index(mode, kept, str(k))]
-            src = f"q{k}"
-        src = f"({src} + {crop})" if crop else src
-        lines.append(f"{ind}s{k} = " + (f"s{k - 1} + " if k else "") + (src if st == 1 else f"{src} * {st}"))
-        lines.append(f"{ind}o{k} = " + (f"o{k - 1} + " if k else "") + (f"j{k}" if out_st[k] == 1 else f"j{k} * {out_st[k]}"))
     last = len(axes) - 1
+    for k, ax in enumerate(axes):
+        lines.append(f"{ind}for j{k} in {_loop(par and k == 0)}({ax[0]}):")
+        ind += "    "
+        level, check = _pad_level(k, ax, out_st[k], mode, fast=k == last and not (par and k == 0))
+        lines += [ind + s for s in level]
+        checks += [check] if check else []
+    value = f"x[s{last}]"
     if checks:
-        lines.append(f"{ind}y[o{last}] = x[s{last}] if {' and '.join(checks)} else {_fill(node.attrs['value'], y.dtype)}")
-    else:
-        lines.append(f"{ind}y[o{last}] = x[s{last}]")
+        value += f" if {' and '.join(checks)} else {_fill(node.attrs['value'], y.dtype)}"
+    lines.append(f"{ind}y[o{last}] = {value}")
     note = f"pad {mode} over {len(axes)} merged axes {[a[0] for a in axes]}"
-    return KernelSource("def KERNEL(x, y):\n" + "\n".join(lines) + "\n", (node.inputs[0], node.outputs[0].name), note,
-                        parallel=par)
+    body = "def KERNEL(x, y):\n" + "\n".join(lines) + "\n"
+    return KernelSource(body, (node.inputs[0], node.outputs[0].name), note, parallel=par)
 
 
 TEMPLATES = {"transpose": plain_only(transpose), "concat": plain_only(concat), "pad": plain_only(pad)}
