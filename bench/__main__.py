@@ -19,9 +19,6 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-os.environ.setdefault("OMP_PROC_BIND", "true")
-
 import kiln
 import numpy as np
 from kiln.ir import graph_stats

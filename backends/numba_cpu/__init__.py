@@ -1,18 +1,21 @@
 """The numba CPU backend: lower a graph to generated numba kernels and one driver that runs the
 whole launch list in compiled code.
 
-Two thread pools must not fight over the cores. numba's OpenMP workers are told to wait
-passively and stay bound (unless the user set otherwise) before numba starts its pool; and the
-OpenBLAS that numba's np.dot calls (scipy's copy) runs single-threaded, since its idle threads
-spin after every call and stalled the next kernels' workers: ResNet-18 took 18-24 ms per run
-instead of 12.5 here. numpy's own BLAS is left as the user set it.
+Two thread pools must not fight over the cores. The OpenBLAS that numba's np.dot calls (scipy's
+copy) runs single-threaded: its idle threads spin after every call and stalled the next kernels'
+workers (ResNet-18 batch 1: 18-24 ms per run instead of 12.5 here). numba's OpenMP workers then
+have the cores to themselves, so between kernels they spin briefly before sleeping
+(GOMP_SPINCOUNT=1e6, about a millisecond) and stay bound to their cores: sleeping at once
+(OMP_WAIT_POLICY=passive) cost 13.4 ms instead of 10.1, spinning forever slowed onnxruntime
+running after kiln in the same process by half. Set before numba starts its pool, and only
+where the user has not set them. numpy's own BLAS is left as the user set it.
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+os.environ.setdefault("GOMP_SPINCOUNT", "1000000")
 os.environ.setdefault("OMP_PROC_BIND", "true")
 
 from .build import CompiledProgram, build  # noqa: E402

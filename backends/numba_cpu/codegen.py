@@ -48,7 +48,8 @@ def signature(dtypes) -> str:
 def kernel_source(k: Kernel) -> str:
     deco = (f"@njit({signature(k.arg_dtypes)!r}, cache=True, nogil=True, parallel={k.parallel}, "
             f"fastmath={k.fastmath}, error_model='numpy', boundscheck=False)")
-    return f"# kiln kernel: {k.note}\n{HEADER}\n\n{deco}\n{k.body.rstrip()}\n"
+    body = k.body.rstrip().replace(f"def {k.name}(", f"{deco}\ndef {k.name}(", 1)
+    return f"# kiln kernel: {k.note}\n{HEADER}\n\n{body}\n"
 
 
 def _write(path: Path, text: str) -> None:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from ....ir import Node, TensorType
-from .common import KernelSource
+from .common import KernelSource, parallel_jobs
 
-STRIP = {4: 6, 2: 12, 1: 14}  # output blocks per job -> pixels per strip (fits 32 registers)
+STRIP = {4: 6, 2: 12, 1: 14}
+ZEROS = "kiln.zeros16"  # the vector border pixels read: one const shared by every conv  # output blocks per job -> pixels per strip (fits 32 registers)
 
 
 def _plan(node: Node, ins, outs) -> dict:
@@ -72,16 +73,24 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
     out.append(f"{ind}    for kw in range({p['KW']}):")
     out.append(f"{ind}        iw = ({first}) * {p['SW']} + kw * {p['DW']} - {p['PL']}")
     body = f"{ind}        "
-    if checked:
+    select = checked and p["BIN"]  # blocked input: out-of-range pixels read a zero vector instead
+    if checked and not select:
         out.append(f"{body}if iw < 0 or iw >= {p['W']}:")
         out.append(f"{body}    continue")
+    if select:  # pick each pixel's source outside the channel loop: no branch inside it
+        for r in range(count):
+            out.append(f"{body}c{r} = iw + {r * p['SW']}")
+            out.append(f"{body}ok{r} = 0 <= c{r} < {p['W']}")
+            out.append(f"{body}s{r} = x if ok{r} else z")
+            out.append(f"{body}o{r} = ((n * {p['CB']} + cb) * {p['H']} + ih) * {p['W'] * 16} + c{r} * 16 if ok{r} else 0")
     out.append(f"{body}wo = ((mb * {p['CB']} + cb) * {p['KH']} + kh) * {p['KW'] * p['CI'] * 16} + kw * {p['CI'] * 16}")
     out.append(f"{body}for ci in range({p['CI']}):")
     inner = body + "    "
     out += [f"{inner}w{t} = vload(w, wo + ci * 16 + {t * wblock})" for t in range(T)]
     for r in range(count):
         col = f"iw + {r * p['SW']}"
-        out.append(f"{inner}xv = vsplat(x[{_x_index(p, col)}])")
+        src = f"s{r}[o{r} + ci]" if select else f"x[{_x_index(p, col)}]"
+        out.append(f"{inner}xv = vsplat({src})")
         out += [f"{inner}a{t}_{r} = vfma(xv, w{t}, a{t}_{r})" for t in range(T)]
     tail = _epilogue(p, [(f"a{t}_{r}", f"yo{t} + {r * 16}") for t in range(T) for r in range(count)])
     if tail:
@@ -109,32 +118,35 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
     T, R = p["T"], p["R"]
     out_name = node.outputs[0].name
     wname, bname = f"{out_name}.w16", f"{out_name}.b16"
-    lines = [f"def KERNEL(x, w, b, {'r, ' if p['RES'] else ''}y):",
-             f"    for job in prange({p['N'] * (p['MB'] // T) * p['OH']}):",
-             f"        oh = job % {p['OH']}",
+    lines = [f"        oh = job % {p['OH']}",
              f"        mb = (job // {p['OH']}) % {p['MB'] // T} * {T}",
              f"        n = job // {p['OH'] * (p['MB'] // T)}"]
     lines += [f"        bias{t} = vload(b, (mb + {t}) * 16)" for t in range(T)]
     lines.append(f"        for cb in range({p['CB']}):")
     ind = "            "
-    for ow in range(min(p["LO"], p["OW"])):  # left border, checked
-        lines += _strip(p, str(ow), 1, True, ind)
-    lo, hi = p["LO"], p["HI"]
-    if hi >= lo:
-        width = hi - lo + 1
-        full, tail = divmod(width, R)
-        if full:
+    lo, hi = max(p["LO"], 0), p["HI"]
+    if p["BIN"]:  # every strip picks its pixels' sources (zeros outside) before the channel loop:
+        # one strip body serves the whole row, which halves the code numba compiles
+        segments = [(0, p["OW"], lo > 0 or hi < p["OW"] - 1)]
+    else:  # a plain first-layer input: border pixels one at a time, with branches
+        segments = [(c, c + 1, True) for c in range(min(lo, p["OW"]))] + \
+            ([(lo, hi + 1, False)] if hi >= lo else []) + [(c, c + 1, True) for c in range(max(hi + 1, lo), p["OW"])]
+    for start, stop, checked in segments:
+        full, tail = divmod(stop - start, R)
+        if full > 1:
             lines.append(f"{ind}for s in range({full}):")
-            lines += _strip(p, f"{lo} + s * {R}", R, False, ind + "    ")
+            lines += _strip(p, f"{start} + s * {R}", R, checked, ind + "    ")
+        elif full == 1:
+            lines += _strip(p, str(start), R, checked, ind)
         if tail:
-            lines += _strip(p, str(lo + full * R), tail, False, ind)
-    for ow in range(max(hi + 1, p["LO"]), p["OW"]):  # right border, checked
-        lines += _strip(p, str(ow), 1, True, ind)
+            lines += _strip(p, str(start + full * R), tail, checked, ind)
     note = (f"direct NCHW16c {'blocked' if p['BIN'] else 'plain'} input, {T} output blocks x {R} pixels "
             f"in registers, {p['KH']}x{p['KW']}/{p['SH']}")
     w_in, has_bias = node.inputs[1], len(node.inputs) > 2
     b_in = node.inputs[2] if has_bias else None
-    args = (node.inputs[0], wname, bname, *((node.inputs[3],) if p["RES"] else ()), out_name)
+    args = (node.inputs[0], wname, bname, *((node.inputs[3],) if p["RES"] else ()), out_name, ZEROS)
+    params = f"x, w, b, {'r, ' if p['RES'] else ''}y, z"
+    body = parallel_jobs(params, p["N"] * (p["MB"] // T) * p["OH"], lines)
     if p["RES"] or p["ACT"]:
         note += f", fused {'residual add + ' if p['RES'] else ''}{p['ACT'] or 'no activation'}"
 
@@ -144,8 +156,8 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
     def packed_b(params):
         return params[b_in] if has_bias else np.zeros(p["M"], np.float32)
 
-    return KernelSource("\n".join(lines) + "\n", args, note,
-                        parallel=True, fastmath=True, packed={wname: packed_w, bname: packed_b})
+    return KernelSource(body, args, note, parallel=True, fastmath=True,
+                        packed={wname: packed_w, bname: packed_b, ZEROS: np.zeros(16, np.float32)})
 
 
 def depthwise_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
@@ -186,9 +198,7 @@ def depthwise_blocked(node: Node, ins: list[TensorType], outs: list[TensorType])
         return out
 
     full, tail = divmod(ow, r_max)
-    lines = [f"def KERNEL(x, w, b, {'r, ' if ep['RES'] else ''}y):",
-             f"    for job in prange({n * cb * oh}):",
-             f"        oh = job % {oh}",
+    lines = [f"        oh = job % {oh}",
              f"        nb = job // {oh}",
              f"        cbk = nb % {cb}",
              "        bias = vload(b, cbk * 16)"]
@@ -198,6 +208,7 @@ def depthwise_blocked(node: Node, ins: list[TensorType], outs: list[TensorType])
     if tail:
         lines += strip(str(full * r_max), tail, " " * 8)
     args = (node.inputs[0], wname, bname, *((node.inputs[3],) if ep["RES"] else ()), out_name)
-    return KernelSource("\n".join(lines) + "\n", args,
+    body = parallel_jobs(f"x, w, b, {'r, ' if ep['RES'] else ''}y", n * cb * oh, lines)
+    return KernelSource(body, args,
                         f"depthwise {kh}x{kw}/{sh} NCHW16c, 16 channels per vector, {r_max} pixels",
                         parallel=True, fastmath=True, packed={wname: packed_w, bname: packed_b})
