@@ -75,9 +75,11 @@ class Program:
     graph: Graph
     kernels: dict[str, Kernel]
     launches: list[Launch]
-    slots: dict[str, Slot]  # activations and graph inputs
+    slots: dict[str, Slot]  # activations and scratch, in the arenas
     arena_sizes: dict[str, int]  # dtype -> elements
     params: dict[str, np.ndarray]  # param and packed data, by name, flat and contiguous
+    external: list[str] = field(default_factory=list)  # graph inputs, then the graph outputs kernels
+    # write: they live in the caller's arrays (read in place, written fresh), not in the arena
 
 
 Template = Callable[[Node, list[TensorType], list[TensorType]], KernelSource]
@@ -89,9 +91,9 @@ def kernel_name(op: str, body: str, arg_dtypes: tuple[str, ...], flags: tuple) -
 
 
 def plan_buffers(g: Graph) -> tuple[dict[str, Slot], dict[str, int], dict[str, str]]:
-    """One slot per value, packed one after another per dtype. A view op's output (not a graph
-    output) is an alias: it reads its input's buffer or param. Returns (slots, arena sizes,
-    aliases: value -> the slot or param it reads)."""
+    """One slot per value, packed one after another per dtype; graph inputs and outputs live in
+    the caller's arrays instead. A view op's output (not a graph output) is an alias: it reads
+    its input's buffer or param. Returns (slots, arena sizes, aliases: value -> what it reads)."""
     slots: dict[str, Slot] = {}
     sizes: dict[str, int] = {}
     aliases: dict[str, str] = {}
@@ -102,8 +104,7 @@ def plan_buffers(g: Graph) -> tuple[dict[str, Slot], dict[str, int], dict[str, s
         slots[name] = Slot(t.dtype, off, t.numel)
         sizes[t.dtype] = off + max(t.numel, 1)
 
-    for v in g.inputs:
-        place(v.name, v.type)
+    external = {v.name for v in g.inputs} | set(g.outputs)
     for n in g.nodes:
         for v in n.outputs:
             if n.op in ALIAS_OPS and v.name not in outputs:
@@ -111,7 +112,7 @@ def plan_buffers(g: Graph) -> tuple[dict[str, Slot], dict[str, int], dict[str, s
                 aliases[v.name] = aliases.get(src, src)
                 if aliases[v.name] in slots:
                     slots[v.name] = Slot(v.type.dtype, slots[aliases[v.name]].offset, v.type.numel)
-            else:
+            elif v.name not in external:
                 place(v.name, v.type)
     return slots, sizes, aliases
 
@@ -160,4 +161,6 @@ def lower(g: Graph, templates: Mapping[str, Template], target: str) -> Program:
     for sname, (dt, numel) in scratch_sizes.items():
         slots[sname] = Slot(dt, sizes.get(dt, 0), numel)
         sizes[dt] = sizes.get(dt, 0) + max(numel, 1)
-    return Program(g, kernels, launches, slots, sizes, params)
+    written = {v.name for n in g.nodes for v in n.outputs if v.name not in aliases}
+    external = [v.name for v in g.inputs] + [o for o in dict.fromkeys(g.outputs) if o in written]
+    return Program(g, kernels, launches, slots, sizes, params, external)

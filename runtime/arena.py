@@ -1,8 +1,8 @@
 """Running a compiled program over preallocated arenas.
 
-Graph inputs are copied into their arena slots, the compiled driver runs every kernel with no
-Python in between, and outputs are copied out, so they never alias the arena. Nothing is
-allocated per call except the returned outputs.
+The compiled driver runs every kernel with no Python in between. Graph inputs are read in place
+from the caller's arrays (never written), and graph outputs are written into fresh arrays that
+are returned, so outputs never alias the arena. Nothing is allocated per call but the outputs.
 """
 
 from __future__ import annotations
@@ -21,12 +21,17 @@ class ArenaRunner:
         self.threads = threads
         p = compiled.program
         self.arenas = {dt: np.zeros(max(n, 1), DTYPES[dt]) for dt, n in p.arena_sizes.items()}
-        self.args = [self.arenas[a.split("_", 1)[1]] if a.startswith("arena_") else compiled.weights[a.split("_", 1)[1]]
-                     for a in compiled.driver_args]
+        self.base_args = [self.arenas[a.split("_", 1)[1]] if a.startswith("arena_")
+                          else compiled.weights[a.split("_", 1)[1]] for a in compiled.driver_args
+                          if a.startswith(("arena_", "weights_"))]
+        self.external: dict[str, np.ndarray] = {}
 
     def view(self, name: str) -> np.ndarray:
-        """The flat array a value lives in: its arena slot, or its (packed) param data."""
+        """The flat array a value lives in: the caller's input or output array, its arena slot,
+        or its (packed) param data."""
         p = self.c.program
+        if name in self.external:
+            return self.external[name]
         if name in p.slots:
             s = p.slots[name]
             return self.arenas[s.dtype][s.offset:s.offset + s.size]
@@ -35,26 +40,37 @@ class ArenaRunner:
             return self.c.weights[s.dtype][s.offset:s.offset + s.size]
         return p.params[name]
 
-    def _load(self, feeds: Mapping[str, np.ndarray]) -> None:
-        for v in self.c.program.graph.inputs:
-            self.view(v.name)[:] = feeds[v.name].reshape(-1)
+    def _bind(self, feeds: Mapping[str, np.ndarray]) -> None:
+        g = self.c.program.graph
+        ext = {v.name: np.ascontiguousarray(feeds[v.name]).reshape(-1) for v in g.inputs}
+        for o in self.c.program.external[len(g.inputs):]:
+            ext[o] = np.empty(g.type_of(o).numel, g.type_of(o).np_dtype)
+        self.external = ext
 
     def _outputs(self) -> list[np.ndarray]:
         g = self.c.program.graph
-        return [self.view(o).reshape(g.type_of(o).shape).copy() for o in g.outputs]
+        written = set(self.c.program.external[len(g.inputs):])
+        out, seen = [], set()
+        for o in g.outputs:
+            arr = self.view(o)
+            if o not in written or o in seen:  # an input, a param, or listed twice: copy, never alias
+                arr = arr.copy()
+            seen.add(o)
+            out.append(arr.reshape(g.type_of(o).shape))
+        return out
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        self._load(feeds)
+        self._bind(feeds)
         if self.threads:
             import numba
 
             numba.set_num_threads(self.threads)
-        self.c.driver(*self.args)
+        self.c.driver(*self.base_args, *(self.external[v] for v in self.c.program.external))
         return self._outputs()
 
     def profile(self, feeds: Mapping[str, np.ndarray], repeat: int = 5) -> list[dict]:
         """Each launch run on its own, best of `repeat`: node, kernel, time, FLOPs, GFLOP/s."""
-        self._load(feeds)
+        self._bind(feeds)
         rows = []
         for launch in self.c.program.launches:
             fn = self.c.kernels[launch.kernel]
@@ -67,3 +83,4 @@ class ArenaRunner:
             rows.append({"node": launch.node, "kernel": launch.kernel, "seconds": best, "flops": launch.flops,
                          "gflops": launch.flops / best / 1e9 if best > 0 else 0.0})
         return rows
+

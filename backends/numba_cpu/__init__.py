@@ -18,7 +18,7 @@ import os
 os.environ.setdefault("GOMP_SPINCOUNT", "1000000")
 os.environ.setdefault("OMP_PROC_BIND", "true")
 
-from .build import CompiledProgram, build  # noqa: E402
+from .build import CompiledProgram, build
 
 
 def _single_threaded_numba_blas() -> None:

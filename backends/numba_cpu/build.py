@@ -38,7 +38,8 @@ class CompiledProgram:
 
 def pack_weights(p: Program) -> tuple[dict[str, np.ndarray], dict[str, Slot]]:
     """Every param a launch reads, laid end to end in one array per dtype."""
-    used = [a for launch in p.launches for a in launch.args if a not in p.slots]
+    external = set(p.external)
+    used = [a for launch in p.launches for a in launch.args if a not in p.slots and a not in external]
     slots: dict[str, Slot] = {}
     sizes: dict[str, int] = {}
     for name in dict.fromkeys(used):

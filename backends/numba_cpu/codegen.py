@@ -83,20 +83,25 @@ def _view(arena: str, s: Slot) -> str:
 
 
 def driver_source(p: Program, param_slots: dict[str, Slot], name: str) -> tuple[str, list[str]]:
-    """Source of `run(arenas..., weights...)` calling every kernel in order; returns the source
-    and the argument names (arena_<dtype> then weights_<dtype>)."""
+    """Source of `run(arenas..., weights..., externals...)` calling every kernel in order;
+    returns the source and the argument names: arena_<dtype>, weights_<dtype>, then x0, x1, ...
+    for the program's external values (graph inputs, then outputs), in that order."""
     arena_args = [f"arena_{d}" for d in sorted(p.arena_sizes)]
     weight_args = sorted({f"weights_{s.dtype}" for s in param_slots.values()})
-    args = arena_args + weight_args
+    ext = {v: f"x{i}" for i, v in enumerate(p.external)}
+    args = arena_args + weight_args + list(ext.values())
+    types = p.graph.values
+    dtypes = [a.split("_", 1)[1] for a in arena_args + weight_args] + [types[v].type.dtype for v in ext]
 
     def ref(value: str) -> str:
+        if value in ext:
+            return ext[value]
         if value in p.slots:
             return _view(f"arena_{p.slots[value].dtype}", p.slots[value])
         s = param_slots[value]
         return _view(f"weights_{s.dtype}", s)
 
     imports = [f"from {k} import {k}" for k in sorted({launch.kernel for launch in p.launches})]
-    dtypes = [a.split("_", 1)[1] for a in args]
     lines = [f"# kiln driver for graph {p.graph.name!r}: {len(p.launches)} launches", HEADER, *imports, "",
              f"@njit({signature(dtypes)!r}, cache=True, nogil=True)",
              f"def {name}({', '.join(args)}):"]

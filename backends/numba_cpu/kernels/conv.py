@@ -48,28 +48,36 @@ def _epilogue_lines(node: Node, has_bias: bool, g: dict, d: str) -> str:
 """
 
 
+PER_IMAGE_SCRATCH_MAX = 1 << 24  # elements: above this, images share one unfold buffer in turn
+
+
 def _gemm(node: Node, ins, outs, g: dict) -> KernelSource:
+    """Unfold + BLAS. Images run in parallel (each with its own unfold buffer, BLAS single-
+    threaded inside) when there are several and the buffers fit; else the unfold is parallel."""
     has_bias = len(ins) > 2
     k, p = g["CG"] * g["KH"] * g["KW"], g["OH"] * g["OW"]
     pointwise = g["KH"] == g["KW"] == g["SH"] == g["SW"] == 1 and g["PT"] == g["PL"] == 0 and \
         ins[0].shape[2:] == outs[0].shape[2:]
+    per_image = g["N"] > 1 and g["N"] * k * p <= PER_IMAGE_SCRATCH_MAX
+    outer, inner = ("prange", "range") if per_image else ("range", "prange")
     args = [*node.inputs, node.outputs[0].name]
     params = ", ".join(["x", "w", *(["b"] if has_bias else []), *(["r"] if node.attrs["residual"] else []), "y"])
+    coff = f"n * {k * p}" if per_image else "0"
     if pointwise:
         unfold, cols = "", f"x[xoff:xoff + {k * p}].reshape(({k}, {p}))"
         scratch = ()
     else:
         params += ", col"
-        scratch = (("f32" if ins[0].dtype == "f32" else ins[0].dtype, k * p),)
+        scratch = (("f32" if ins[0].dtype == "f32" else ins[0].dtype, k * p * (g["N"] if per_image else 1)),)
         unfold = f"""\
-        for r in prange({k}):
+        for r in {inner}({k}):
             ci = r // {g['KH'] * g['KW']}
             ki = (r // {g['KW']}) % {g['KH']}
             kj = r % {g['KW']}
             src = xoff + ci * {g['H'] * g['W']}
             for oi in range({g['OH']}):
                 ih = oi * {g['SH']} + ki * {g['DH']} - {g['PT']}
-                dst = r * {p} + oi * {g['OW']}
+                dst = {coff} + r * {p} + oi * {g['OW']}
                 if ih < 0 or ih >= {g['H']}:
                     for oj in range({g['OW']}):
                         col[dst + oj] = 0
@@ -78,17 +86,18 @@ def _gemm(node: Node, ins, outs, g: dict) -> KernelSource:
                     iw = oj * {g['SW']} + kj * {g['DW']} - {g['PL']}
                     col[dst + oj] = x[src + ih * {g['W']} + iw] if 0 <= iw < {g['W']} else 0
 """
-        cols = f"col[:{k * p}].reshape(({k}, {p}))"
+        cols = f"col[{coff}:{coff} + {k * p}].reshape(({k}, {p}))"
     body = f"""\
 def KERNEL({params}):
-    for n in range({g['N']}):
+    for n in {outer}({g['N']}):
         for gi in range({g['G']}):
             xoff = (n * {g['C']} + gi * {g['CG']}) * {g['H'] * g['W']}
 {textwrap.indent(unfold, "    ")}            wg = w[gi * {g['MG'] * k}:(gi + 1) * {g['MG'] * k}].reshape(({g['MG']}, {k}))
             yoff = (n * {g['M']} + gi * {g['MG']}) * {p}
             np.dot(wg, {cols}, y[yoff:yoff + {g['MG'] * p}].reshape(({g['MG']}, {p})))
 {_epilogue_lines(node, has_bias, g, ins[0].dtype)}"""
-    note = f"gemm {'1x1 (no unfold)' if pointwise else 'im2col'}: [{g['MG']}x{k}] @ [{k}x{p}] x {g['N'] * g['G']}"
+    note = (f"gemm {'1x1 (no unfold)' if pointwise else 'im2col'}: [{g['MG']}x{k}] @ [{k}x{p}] x {g['N'] * g['G']}"
+            f"{', images in parallel' if per_image else ''}")
     return KernelSource(body, tuple(args), note, parallel=True, scratch=scratch)
 
 

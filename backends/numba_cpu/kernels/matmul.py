@@ -7,9 +7,10 @@ and runs as one product.
 
 The product is `np.dot` on reshaped 2-D views of the flat arguments (BLAS, through scipy's
 bindings), writing straight into the output's view; transposed gemm operands are `.T` views, which
-BLAS reads without a copy. No prange: BLAS threads itself, and numba's workers spinning beside it
-would steal its cores (see DESIGN.md). gemm's alpha/beta/C epilogue is one broadcast pass over y
-in y's dtype, mirroring the reference's rounding.
+BLAS reads without a copy. kiln keeps that BLAS single-threaded (its idle threads spinning beside
+numba's stalled the kernels after it), so a large unbatched product is split by rows over a
+prange, one single-threaded BLAS call per block. gemm's alpha/beta/C epilogue is one broadcast
+pass over y in y's dtype, mirroring the reference's rounding.
 """
 
 from __future__ import annotations
@@ -53,8 +54,23 @@ def _offsets(p: Product, t: str) -> list[str]:
     return lines + [f"oa = {' + '.join(terms_a) or '0'}", f"ob = {' + '.join(terms_b) or '0'}"]
 
 
+ROW_SPLIT_MIN = 1 << 20  # multiply-adds above which a product is split by rows over threads
+ROW_BLOCKS = 8
+
+
+def _row_split(p: Product) -> bool:
+    return p.count == 1 and not p.trans_a and p.m >= 2 * ROW_BLOCKS and p.m * p.n * p.k >= ROW_SPLIT_MIN
+
+
 def _blas(p: Product) -> list[str]:
     m, n, k = p.m, p.n, p.k
+    if _row_split(p):
+        bv = f"b[:{k * n}]" + (f".reshape(({n}, {k})).T" if p.trans_b else f".reshape(({k}, {n}))")
+        return [f"    for blk in prange({ROW_BLOCKS}):",
+                f"        r0 = blk * {m} // {ROW_BLOCKS}",
+                f"        r1 = (blk + 1) * {m} // {ROW_BLOCKS}",
+                f"        np.dot(a[r0 * {k}:r1 * {k}].reshape((r1 - r0, {k})), {bv}, "
+                f"y[r0 * {n}:r1 * {n}].reshape((r1 - r0, {n})))"]
     av = f"a[oa:oa + {m * k}]" + (f".reshape(({k}, {m})).T" if p.trans_a else f".reshape(({m}, {k}))")
     bv = f"b[ob:ob + {k * n}]" + (f".reshape(({n}, {k})).T" if p.trans_b else f".reshape(({k}, {n}))")
     body = [*_offsets(p, "t"), f"np.dot({av}, {bv}, y[t * {m * n}:(t + 1) * {m * n}].reshape(({m}, {n})))"]
@@ -64,7 +80,8 @@ def _blas(p: Product) -> list[str]:
 def _product(p: Product, args: str, epilogue: Sequence[str] = ()) -> tuple[str, str]:
     """Kernel body and note for a product plus an epilogue over y."""
     batch = f" x{p.count}" if p.count > 1 else ""
-    note = f"{p.m}x{p.k} @ {p.k}x{p.n}{batch}, np.dot (BLAS)"
+    split = f", rows in {ROW_BLOCKS} parallel blocks" if _row_split(p) else ""
+    note = f"{p.m}x{p.k} @ {p.k}x{p.n}{batch}, np.dot (BLAS){split}"
     return f"def KERNEL({args}):\n" + "\n".join([*_blas(p), *epilogue]) + "\n", note
 
 
@@ -83,7 +100,7 @@ def gemm(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSou
         epilogue = [f"    for i in range({m * n}):", f"        y[i] = {alpha}y[i]"]
     args = "a, b, c, y" if len(ins) > 2 else "a, b, y"
     body, note = _product(p, args, epilogue)
-    return KernelSource(body, (*node.inputs, node.outputs[0].name), "gemm " + note)
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), "gemm " + note, parallel=_row_split(p))
 
 
 def _matmul_product(a_shape: tuple, b_shape: tuple) -> Product:
@@ -104,7 +121,7 @@ def _matmul_product(a_shape: tuple, b_shape: tuple) -> Product:
 def matmul(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
     p = _matmul_product(ins[0].shape, ins[1].shape)
     body, note = _product(p, "a, b, y")
-    return KernelSource(body, (*node.inputs, node.outputs[0].name), "matmul " + note)
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), "matmul " + note, parallel=_row_split(p))
 
 
 TEMPLATES = {"gemm": plain_only(gemm), "matmul": plain_only(matmul)}
