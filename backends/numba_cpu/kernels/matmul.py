@@ -69,8 +69,8 @@ def _blas(p: Product) -> list[str]:
         return [f"    for blk in prange({ROW_BLOCKS}):",
                 f"        r0 = blk * {m} // {ROW_BLOCKS}",
                 f"        r1 = (blk + 1) * {m} // {ROW_BLOCKS}",
-                f"        np.dot(a[r0 * {k}:r1 * {k}].reshape((r1 - r0, {k})), {bv}, "
-                f"y[r0 * {n}:r1 * {n}].reshape((r1 - r0, {n})))"]
+                (f"        np.dot(a[r0 * {k}:r1 * {k}].reshape((r1 - r0, {k})), {bv}, "
+                f"y[r0 * {n}:r1 * {n}].reshape((r1 - r0, {n})))")]
     av = f"a[oa:oa + {m * k}]" + (f".reshape(({k}, {m})).T" if p.trans_a else f".reshape(({m}, {k}))")
     bv = f"b[ob:ob + {k * n}]" + (f".reshape(({n}, {k})).T" if p.trans_b else f".reshape(({k}, {n}))")
     body = [*_offsets(p, "t"), f"np.dot({av}, {bv}, y[t * {m * n}:(t + 1) * {m * n}].reshape(({m}, {n})))"]
