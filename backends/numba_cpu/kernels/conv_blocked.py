@@ -26,6 +26,13 @@ STRIP = {4: 6, 2: 12, 1: 14}
 ZEROS = "kiln.zeros16"  # the vector border pixels read: one const shared by every conv  # output blocks per job -> pixels per strip (fits 32 registers)
 
 
+def strip_width(ow: int, most: int) -> int:
+    """Pixels per strip: as few strips as `most` allows, of equal width, so a row does not end
+    in a thin strip (7 columns: 4 + 3, not 6 + 1)."""
+    strips = -(-ow // most)
+    return -(-ow // strips)
+
+
 def _plan(node: Node, ins, outs) -> dict:
     (n, c, h, w), (m, _, kh, kw) = ins[0].shape, ins[1].shape
     (_, _, oh, ow) = outs[0].shape
@@ -37,7 +44,7 @@ def _plan(node: Node, ins, outs) -> dict:
     lo = -(-pl // sw)
     hi = min(ow - 1, (w - 1 - (kw - 1) * dw + pl) // sw)
     return dict(N=n, C=c, H=h, W=w, M=m, KH=kh, KW=kw, OH=oh, OW=ow, SH=sh, SW=sw, DH=dh, DW=dw, PT=pt,
-                PL=pl, MB=mb, T=t, R=STRIP[t], BIN=blocked_in, CB=c // 16 if blocked_in else 1,
+                PL=pl, MB=mb, T=t, R=strip_width(ow, STRIP[t]), BIN=blocked_in, CB=c // 16 if blocked_in else 1,
                 CI=16 if blocked_in else c, LO=lo, HI=hi, RES=node.attrs["residual"], ACT=node.attrs["act"],
                 ALO=node.attrs["act_min"], AHI=node.attrs["act_max"])
 
