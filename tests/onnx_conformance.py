@@ -22,7 +22,7 @@ from collections import Counter
 import numpy as np
 import onnx
 from kiln.frontend.onnx import supported_ops
-from kiln.onnx_backend import KilnBackend
+from kiln.onnx_backend import KilnBackendRep
 from onnx import numpy_helper
 
 CLAIMED = frozenset(supported_ops()) | {"Constant", "ConstantOfShape"}
@@ -91,10 +91,10 @@ def model_cases() -> list:
     return out
 
 
-def run_case(model: onnx.ModelProto, data_sets, rtol: float, atol: float) -> None:
+def run_case(model: onnx.ModelProto, data_sets, rtol: float, atol: float, target: str = "reference") -> None:
     """Import, compile and run `model` on each data set; assert every output within tolerance."""
     for inputs, expected in data_sets:
-        rep = KilnBackend.prepare(model)
+        rep = KilnBackendRep(model, target)
         got = rep.run(list(inputs))
         assert len(got) == len(expected)
         for g, e in zip(got, expected, strict=True):

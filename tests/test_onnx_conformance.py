@@ -21,6 +21,13 @@ def test_model_case(name, model, sets, rtol, atol):
     run_case(model, sets, rtol, atol)
 
 
+@pytest.mark.parametrize("name, model, sets, rtol, atol",
+                         [_param(name, [name, m, s, r, a]) for name, _, m, s, r, a in model_cases()])
+def test_model_case_on_cpu(name, model, sets, rtol, atol):
+    """The same model tests through the numba CPU target's generated kernels."""
+    run_case(model, sets, rtol, atol, target="cpu")
+
+
 def test_every_known_gap_is_a_real_case():
     names = {c.name for c in node_cases()} | {name for name, *_ in model_cases()}
     assert set(KNOWN_GAPS) <= names

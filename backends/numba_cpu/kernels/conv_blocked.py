@@ -63,16 +63,20 @@ def _x_index(p: dict, col: str) -> str:
     return f"((n * {p['C']} + ci) * {p['H']} + ih) * {p['W']} + {col}"
 
 
-def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str]:
-    """Code for `count` output pixels starting at column expression `first`."""
+def _strip(p: dict, first: str, count: int, checked: bool, ind: str, masked: bool = False) -> list[str]:
+    """Code for `count` output pixels starting at column expression `first`. `masked`: the
+    strip may run past the row's end; those pixels are computed but never read or stored."""
     T, out = p["T"], []
+    if masked:
+        out += [f"{ind}v{r} = ({first}) + {r} < {p['OW']}" for r in range(count)]
     wblock = p["CB"] * p["KH"] * p["KW"] * p["CI"] * 16  # weights of one output block
     for t in range(T):
         out.append(f"{ind}yo{t} = ((n * {p['MB']} + mb + {t}) * {p['OH']} + oh) * {p['OW'] * 16} + ({first}) * 16")
     out.append(f"{ind}if cb == 0:")
     out += [f"{ind}    a{t}_{r} = bias{t}" for t in range(T) for r in range(count)]
     out.append(f"{ind}else:")
-    out += [f"{ind}    a{t}_{r} = vload(y, yo{t} + {r * 16})" for t in range(T) for r in range(count)]
+    out += [f"{ind}    a{t}_{r} = vload(y, yo{t} + {r * 16})" + (f" if v{r} else bias{t}" if masked else "")
+            for t in range(T) for r in range(count)]
     out.append(f"{ind}for kh in range({p['KH']}):")
     out.append(f"{ind}    ih = oh * {p['SH']} + kh * {p['DH']} - {p['PT']}")
     out.append(f"{ind}    if ih < 0 or ih >= {p['H']}:")
@@ -99,11 +103,16 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
         src = f"s{r}[o{r} + ci]" if select else f"x[{_x_index(p, col)}]"
         out.append(f"{inner}xv = vsplat({src})")
         out += [f"{inner}a{t}_{r} = vfma(xv, w{t}, a{t}_{r})" for t in range(T)]
-    tail = _epilogue(p, [(f"a{t}_{r}", f"yo{t} + {r * 16}") for t in range(T) for r in range(count)])
+    tail = []
+    for r in range(count):
+        lines = _epilogue(p, [(f"a{t}_{r}", f"yo{t} + {r * 16}") for t in range(T)])
+        tail += ([f"if v{r}:"] + [f"    {line}" for line in lines]) if masked and lines else lines
     if tail:
         out.append(f"{ind}if cb == {p['CB'] - 1}:")
         out += [f"{ind}    {line}" for line in tail]
-    out += [f"{ind}vstore(y, yo{t} + {r * 16}, a{t}_{r})" for t in range(T) for r in range(count)]
+    for r in range(count):
+        stores = [f"vstore(y, yo{t} + {r * 16}, a{t}_{r})" for t in range(T)]
+        out += [f"{ind}if v{r}:", *(f"{ind}    {x}" for x in stores)] if masked else [ind + x for x in stores]
     return out
 
 
@@ -138,6 +147,11 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
     else:  # a plain first-layer input: border pixels one at a time, with branches
         segments = [(c, c + 1, True) for c in range(min(lo, p["OW"]))] + \
             ([(lo, hi + 1, False)] if hi >= lo else []) + [(c, c + 1, True) for c in range(max(hi + 1, lo), p["OW"])]
+    if p["BIN"] and p["OW"] % R:  # one masked strip body for the whole row, tail included
+        strips = -(-p["OW"] // R)
+        lines.append(f"{ind}for s in range({strips}):")
+        lines += _strip(p, f"s * {R}", R, True, ind + "    ", masked=True)
+        segments = []
     for start, stop, checked in segments:
         full, tail = divmod(stop - start, R)
         if full > 1:
