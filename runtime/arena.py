@@ -42,7 +42,11 @@ class ArenaRunner:
 
     def _bind(self, feeds: Mapping[str, np.ndarray]) -> None:
         g = self.c.program.graph
-        ext = {v.name: np.ascontiguousarray(feeds[v.name]).reshape(-1) for v in g.inputs}
+        ext = {}
+        for v in g.inputs:
+            x = np.ascontiguousarray(feeds[v.name]).reshape(-1)
+            # kernels never write their inputs, but their signatures take writeable arrays
+            ext[v.name] = x if x.flags.writeable else x.copy()
         for o in self.c.program.external[len(g.inputs):]:
             ext[o] = np.empty(g.type_of(o).numel, g.type_of(o).np_dtype)
         self.external = ext

@@ -21,6 +21,12 @@ def test_model_case(name, model, sets, rtol, atol):
     run_case(model, sets, rtol, atol)
 
 
+@pytest.mark.parametrize("case", [_param(c.name, [c]) for c in node_cases()])
+def test_node_case_on_cpu(case):
+    """Every node case again through the numba CPU target's generated kernels."""
+    run_case(case.model, case.data_sets, case.rtol, case.atol, target="cpu")
+
+
 @pytest.mark.parametrize("name, model, sets, rtol, atol",
                          [_param(name, [name, m, s, r, a]) for name, _, m, s, r, a in model_cases()])
 def test_model_case_on_cpu(name, model, sets, rtol, atol):
