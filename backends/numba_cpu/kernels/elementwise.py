@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....ir import Node, TensorType
-from .common import PARALLEL_MIN, KernelSource, broadcast_strides, collapse, lit, nested_loops, strides
+from .common import NP_NAMES, PARALLEL_MIN, KernelSource, broadcast_strides, collapse, lit, nested_loops, strides
 
 
 def _unary_expr(node: Node, t: TensorType) -> str:
@@ -53,7 +53,7 @@ def binary(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelS
     op = _BINARY[node.op]
     expr = f"a[ia] {op} b[ib]"
     if node.op == "div" and out.dtype.startswith(("i", "u")):
-        expr = "a[ia] // b[ib]"
+        expr = f"{NP_NAMES[out.dtype]}(a[ia] / b[ib])"  # truncates toward zero, as ONNX and the reference
     loops = nested_loops(shape, {"io": so, "ia": sa, "ib": sb}, [f"y[io] = {expr}"], par)
     body = "def KERNEL(a, b, y):\n" + "\n".join(loops) + "\n"
     return KernelSource(body, (node.inputs[0], node.inputs[1], node.outputs[0].name),
