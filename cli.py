@@ -19,7 +19,7 @@ from .api import TARGETS, compile, load_model
 from .frontend.onnx_export import save_onnx
 from .ir import graph_stats
 from .ir.errors import KilnError, UnsupportedError
-from .passes import PIPELINES, run_passes
+from .passes import PIPELINES, buffer_stats, run_passes
 from .runtime import interpret
 
 
@@ -36,11 +36,18 @@ def _fmt_bytes(n: int) -> str:
     return str(n)
 
 
+def _planned_memory(g) -> dict:
+    """Activation memory as the CPU pipeline plans it (reuse_buffers), without compiling."""
+    planned, _ = run_passes(g, PIPELINES[("cpu", "inference")])
+    return buffer_stats(planned)
+
+
 def cmd_info(args) -> int:
     g = _model(args)
     s = graph_stats(g)
+    mem = _planned_memory(g)
     if args.json:
-        doc = {"model": args.model, "graph": g.name, **s.as_dict(),
+        doc = {"model": args.model, "graph": g.name, **s.as_dict(), **mem,
                "inputs": {v.name: str(v.type) for v in g.inputs},
                "outputs": {o: str(g.type_of(o)) for o in g.outputs}}
         print(json.dumps(doc, indent=2))
@@ -51,7 +58,9 @@ def cmd_info(args) -> int:
     print(f"  params: {s.params:,} trainable, {s.buffers:,} buffer, {s.consts:,} const "
           f"({_fmt_bytes(s.param_bytes)})")
     print(f"  multiply-adds: {s.macs:,} ({s.macs / 1e9:.2f} G)   FLOPs: {s.flops:,}")
-    print(f"  activation memory: {_fmt_bytes(s.activation_bytes)} (one buffer per value)")
+    print(f"  activation memory: {_fmt_bytes(s.activation_bytes)} (one buffer per value); planned for the cpu "
+          f"target: peak {_fmt_bytes(mem['peak_activation_bytes'])} (naive {_fmt_bytes(mem['naive_activation_bytes'])}, "
+          f"lower bound {_fmt_bytes(mem['lower_bound_bytes'])})")
     print("  ops: " + ", ".join(f"{k} x{v}" for k, v in s.ops.items()))
     return 0
 

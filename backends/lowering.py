@@ -99,7 +99,15 @@ def plan_buffers(g: Graph) -> tuple[dict[str, Slot], dict[str, int], dict[str, s
     aliases: dict[str, str] = {}
     outputs = set(g.outputs)
 
+    planned = {v.name: v for n in g.nodes for v in n.outputs if v.buffer is not None}
+    for v in planned.values():  # reuse_buffers' plan: byte offsets within one arena per dtype
+        size = v.type.np_dtype.itemsize
+        sizes[v.type.dtype] = max(sizes.get(v.type.dtype, 0), (v.buffer.offset + v.buffer.nbytes) // size)
+
     def place(name: str, t: TensorType) -> None:
+        if name in planned:
+            slots[name] = Slot(t.dtype, planned[name].buffer.offset // t.np_dtype.itemsize, t.numel)
+            return
         off = sizes.get(t.dtype, 0)
         slots[name] = Slot(t.dtype, off, t.numel)
         sizes[t.dtype] = off + max(t.numel, 1)

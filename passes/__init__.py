@@ -14,6 +14,7 @@ from .fuse_epilogues import fuse_epilogues
 from .identities import remove_identities
 from .infer_shapes import infer_shapes, with_input_shapes
 from .manager import Pass, PassError, PassRecord, note, run_passes
+from .reuse_buffers import buffer_stats, reuse_buffers
 from .select_layout import select_layout
 
 INFERENCE_CLEANUP = [
@@ -31,6 +32,7 @@ CPU_INFERENCE = [
     Pass("fold_conv_bn", fold_conv_bn, "fold inference batch_norm into the convolution before it"),
     Pass("fuse_epilogues", fuse_epilogues, "run residual adds and activations in the conv's kernel"),
     Pass("select_layout", select_layout, "choose NCHW or blocked NCHW16c per value; insert reorders"),
+    Pass("reuse_buffers", reuse_buffers, "pack activations into one arena, reusing dead values' bytes"),
 ]
 
 PIPELINES: dict[tuple[str, str], list[Pass]] = {
@@ -45,7 +47,23 @@ def pipeline(target: str, mode: str) -> list[Pass]:
 
 
 __all__ = [
-    "PIPELINES", "Pass", "PassError", "PassRecord", "eliminate_common_subexpressions",
-    "eliminate_dead_code", "fold_constants", "fold_conv_bn", "freeze_params", "fuse_epilogues", "infer_shapes", "note", "pipeline",
-    "remove_identities", "run_passes", "select_layout", "with_input_shapes",
+    "PIPELINES",
+    "Pass",
+    "PassError",
+    "PassRecord",
+    "buffer_stats",
+    "eliminate_common_subexpressions",
+    "eliminate_dead_code",
+    "fold_constants",
+    "fold_conv_bn",
+    "freeze_params",
+    "fuse_epilogues",
+    "infer_shapes",
+    "note",
+    "pipeline",
+    "remove_identities",
+    "reuse_buffers",
+    "run_passes",
+    "select_layout",
+    "with_input_shapes",
 ]

@@ -144,3 +144,59 @@ def test_cpu_inputs_checked_and_outputs_fresh():
     assert not np.all(exe.run(f)[0] == 7)
     with pytest.raises(kiln.errors.InputError, match="expected shape"):
         exe.run({"input": np.zeros((1, 1, 28, 28), np.float32)})
+
+
+def _independent_liveness(g):
+    """(start, end) node index of every planned value, recomputed here from the graph alone:
+    produced at its node, alive until the last node reading it or any view of it."""
+    views = {"reshape", "flatten", "identity", "dropout"}
+    root = {}
+    for n in g.nodes:
+        for v in n.outputs:
+            root[v.name] = root.get(n.inputs[0], n.inputs[0]) if n.op in views and n.inputs else v.name
+    span = {}
+    for i, n in enumerate(g.nodes):
+        for v in n.outputs:
+            span.setdefault(v.name, [i, i])
+        for x in n.inputs:
+            if x in span:
+                span[x][1] = max(span[x][1], i)
+    return span
+
+
+def test_reuse_buffers_never_overlaps_live_values_and_meets_the_targets():
+    from kiln.passes import PIPELINES, run_passes
+
+    g, records = run_passes(kiln.models.resnet50(batch=1), PIPELINES[("cpu", "inference")])
+    assert records[-1].name == "reuse_buffers"
+    span = _independent_liveness(g)
+    planned = [(v.name, v.buffer) for n in g.nodes for v in n.outputs if v.buffer is not None]
+    assert len(planned) > 50
+    views = {v.name for n in g.nodes if n.op in {"reshape", "flatten"} for v in n.outputs}
+    for i, (a, ba) in enumerate(planned):
+        for b, bb in planned[i + 1:]:
+            if a in views or b in views or ba.arena != bb.arena:
+                continue
+            shares = ba.offset < bb.offset + bb.nbytes and bb.offset < ba.offset + ba.nbytes
+            live_together = span[a][0] < span[b][1] and span[b][0] < span[a][1]
+            assert not (shares and live_together), f"{a} and {b} overlap in time and bytes"
+    # the lower bound, computed independently: the most bytes live at any node
+    bound = max(sum(g.type_of(v).nbytes for v, _ in planned if span[v][0] <= t <= span[v][1] and v not in views)
+                for t in range(len(g.nodes)))
+    peak = max(b.offset + b.nbytes for _, b in planned)
+    naive = sum(g.type_of(v).nbytes for v, _ in planned if v not in views)
+    assert peak <= 1.2 * bound
+    assert peak <= 0.4 * naive
+
+
+def test_in_place_elementwise_is_safe():
+    b = kiln.Builder("inplace", seed=4)
+    x = b.input("input", (1, 8, 6, 6))
+    c = b.conv2d(x, 8, kernel=3, pads=1, name="c1")
+    s = b.sigmoid(c)           # c dies here: sigmoid may write over it
+    t = b.tanh(s)              # s is read again below: tanh must not write over it
+    y = b.add(t, s)
+    g = b.build(b.conv2d(y, 8, kernel=1, name="c2"))
+    exe = check_cpu(g)
+    slots = {v.name: v.buffer for n in exe.graph.nodes for v in n.outputs if v.buffer is not None}
+    assert slots["tanh"].offset != slots["sigmoid"].offset

@@ -6,7 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from ....ir import Node, TensorType
-from .common import NP_NAMES, PARALLEL_MIN, KernelSource, broadcast_strides, collapse, lit, nested_loops, strides
+from .common import (
+    NP_NAMES,
+    PARALLEL_MIN,
+    KernelSource,
+    broadcast_strides,
+    collapse,
+    lit,
+    nested_loops,
+    strides,
+)
 
 
 def _unary_expr(node: Node, t: TensorType) -> str:
