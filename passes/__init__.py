@@ -14,6 +14,7 @@ from .fuse_epilogues import fuse_epilogues
 from .identities import remove_identities
 from .infer_shapes import infer_shapes, with_input_shapes
 from .manager import Pass, PassError, PassRecord, note, run_passes
+from .reassociate_matmuls import reassociate_matmuls
 from .reuse_buffers import buffer_stats, reuse_buffers
 from .select_layout import select_layout
 
@@ -29,6 +30,7 @@ INFERENCE_CLEANUP = [
 
 CPU_INFERENCE = [
     *INFERENCE_CLEANUP,
+    Pass("reassociate_matmuls", reassociate_matmuls, "multiply adjacency-feature-weight chains in the cheaper order"),
     Pass("fold_conv_bn", fold_conv_bn, "fold inference batch_norm into the convolution before it"),
     Pass("fuse_epilogues", fuse_epilogues, "run residual adds and activations in the conv's kernel"),
     Pass("select_layout", select_layout, "choose NCHW or blocked NCHW16c per value; insert reorders"),

@@ -216,3 +216,31 @@ def test_fuse_epilogues_declines_shared_and_broadcast():
       return %p, %c2
     }""", seed=0)
     assert fuse_epilogues(g) is g  # broadcast add; conv output also a graph output
+
+
+def _gcn_layer(f_in, f_out, order):
+    import networkx as nx
+    from kiln.frontend import Builder
+    from kiln.frontend.graphs import normalized_adjacency
+
+    b = Builder("layer", seed=5)
+    x = b.input("features", (12, f_in))
+    adj = b.csr("adj", *normalized_adjacency(nx.cycle_graph(12)))
+    w = b.param("w", np.random.default_rng(1).standard_normal((f_in, f_out)).astype(np.float32))
+    y = b.op("matmul", [b.spmm(adj, x), w]) if order == "(AX)W" else b.spmm(adj, b.op("matmul", [x, w]))
+    return b.build(b.relu(y))
+
+
+@pytest.mark.parametrize("f_in, f_out, given, best", [(32, 4, "(AX)W", "A(XW)"), (4, 32, "A(XW)", "(AX)W"),
+                                                       (32, 4, "A(XW)", "A(XW)")])
+def test_reassociate_matmuls_picks_the_cheaper_order(f_in, f_out, given, best):
+    from kiln.passes import reassociate_matmuls
+
+    before = freeze_params(_gcn_layer(f_in, f_out, given))
+    after = reassociate_matmuls(before)
+    ops = [n.op for n in after.nodes if n.op in ("spmm", "matmul")]
+    assert ops == (["matmul", "spmm"] if best == "A(XW)" else ["spmm", "matmul"])
+    assert (after is before) == (given == best)
+    x = np.random.default_rng(2).standard_normal((12, f_in)).astype(np.float32)
+    np.testing.assert_allclose(interpret(after, {"features": x})[0], interpret(before, {"features": x})[0],
+                               rtol=1e-5, atol=1e-5)
