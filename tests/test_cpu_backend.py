@@ -200,3 +200,27 @@ def test_in_place_elementwise_is_safe():
     exe = check_cpu(g)
     slots = {v.name: v.buffer for n in exe.graph.nodes for v in n.outputs if v.buffer is not None}
     assert slots["tanh"].offset != slots["sigmoid"].offset
+
+
+def test_known_failure_modes_of_other_compilers():
+    """Each graph once broke some compiler's buffer planner or fuser; here they must match the
+    reference on the CPU target."""
+    b = kiln.Builder("views", seed=6)
+    x = b.input("input", (2, 16, 4, 4))
+    r = b.relu(b.conv2d(x, 16, kernel=1, name="c"))
+    flat = b.reshape(r, (2, 256))          # a view of r ...
+    other = b.sigmoid(b.conv2d(r, 16, kernel=3, pads=1, name="d"))  # ... while r's bytes could be reused
+    both = b.concat([flat, b.flatten(r), b.reshape(other, (2, 256))], axis=1)  # two views of r in one concat
+    check_cpu(b.build(both))
+
+    b = kiln.Builder("grouped", seed=7)
+    x = b.input("input", (1, 32, 6, 6))
+    skip = b.relu(b.conv2d(x, 32, kernel=1, name="pre"))
+    y = b.conv2d(skip, 32, kernel=3, pads=1, groups=4, name="grouped")  # grouped conv, then a residual add
+    check_cpu(b.build(b.relu(b.add(y, skip))))
+
+    b = kiln.Builder("bn_out", seed=8)
+    x = b.input("input", (1, 16, 5, 5))
+    c = b.conv2d(x, 16, kernel=3, pads=1, name="conv")
+    exe = check_cpu(b.build(b.batch_norm(c, name="bn"), c))  # the conv output is also a graph output
+    assert any(n.op == "batch_norm" for n in exe.graph.nodes)

@@ -70,14 +70,14 @@ def _gemm(node: Node, ins, outs, g: dict) -> KernelSource:
         params += ", col"
         scratch = (("f32" if ins[0].dtype == "f32" else ins[0].dtype, k * p * (g["N"] if per_image else 1)),)
         unfold = f"""\
-        for r in {inner}({k}):
-            ci = r // {g['KH'] * g['KW']}
-            ki = (r // {g['KW']}) % {g['KH']}
-            kj = r % {g['KW']}
+        for row in {inner}({k}):
+            ci = row // {g['KH'] * g['KW']}
+            ki = (row // {g['KW']}) % {g['KH']}
+            kj = row % {g['KW']}
             src = xoff + ci * {g['H'] * g['W']}
             for oi in range({g['OH']}):
                 ih = oi * {g['SH']} + ki * {g['DH']} - {g['PT']}
-                dst = {coff} + r * {p} + oi * {g['OW']}
+                dst = {coff} + row * {p} + oi * {g['OW']}
                 if ih < 0 or ih >= {g['H']}:
                     for oj in range({g['OW']}):
                         col[dst + oj] = 0
