@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from .frontend import models
@@ -15,6 +16,7 @@ from .runtime.arena import ArenaRunner
 TARGETS = ("reference", "cpu")  # what compile() can build today
 PLANNED_TARGETS = ("cuda",)  # named by the design, not built yet
 MODES = ("inference",)
+REQUIRED_PASSES = frozenset({"infer_shapes", "freeze_params"})  # later passes and kernels rely on them
 
 
 def load_model(spec: str | Path | Graph, **kwargs) -> Graph:
@@ -37,19 +39,26 @@ def load_model(spec: str | Path | Graph, **kwargs) -> Graph:
 
 
 def compile(model: Graph | str, target: str = "reference", mode: str = "inference",
-            dump_dir: str | Path | None = None, threads: int | None = None) -> Executable:
+            dump_dir: str | Path | None = None, threads: int | None = None, skip: Sequence[str] = ()) -> Executable:
     """Optimise `model` with the (target, mode) pipeline and bind it to a runner.
 
     With `dump_dir`, the IR after every pass is written there (NN-<pass>.ir and index.md), and
     for kernel targets the generated sources under `kernels/`. `threads` caps the CPU target's
-    worker threads (default: all cores)."""
+    worker threads (default: all cores). `skip` names optional passes to leave out, to see what
+    each one buys (fold_conv_bn, fuse_epilogues, select_layout, reuse_buffers, ...)."""
     if target not in TARGETS:
         planned = f" ('{target}' is planned but not built yet)" if target in PLANNED_TARGETS else ""
         raise UnsupportedError(f"unknown target {target!r}{planned}; targets that exist: {', '.join(TARGETS)}")
     if mode not in MODES:
         raise UnsupportedError(f"mode {mode!r} is not supported; modes that exist: {', '.join(MODES)}")
     graph = load_model(model)
-    optimized, records = run_passes(graph, PIPELINES[(target, mode)], dump_dir)
+    pipeline = PIPELINES[(target, mode)]
+    names = [p.name for p in pipeline]
+    unknown = sorted(set(skip) - set(names) | set(skip) & REQUIRED_PASSES)
+    if unknown:
+        raise UnsupportedError(f"cannot skip {unknown}: the {target}/{mode} pipeline's optional passes are "
+                               f"{', '.join(n for n in names if n not in REQUIRED_PASSES)}")
+    optimized, records = run_passes(graph, [p for p in pipeline if p.name not in skip], dump_dir)
     if target == "reference":
         return Executable(optimized, lambda feeds: interpret(optimized, feeds), target, records)
     from .backends.numba_cpu import build  # numba loads only when a kernel target is asked for

@@ -134,6 +134,28 @@ def bench_model(name: str, runs: int, peak: float) -> dict:
     return row
 
 
+ABLATE = ("fold_conv_bn", "fuse_epilogues", "select_layout", "reuse_buffers")
+
+
+def ablation(name: str, runs: int) -> str:
+    """The model with each optimisation pass switched off in turn: time and arena size."""
+    builder, kwargs = MODELS[name]
+    g = kiln.models.get_model(builder, **kwargs)
+    rng = np.random.default_rng(0)
+    feeds = {v.name: rng.standard_normal(v.type.shape).astype(v.type.np_dtype) for v in g.inputs}
+    lines = [f"| {name}: passes | kiln ms | vs all passes | arena MiB |", "|---|---|---|---|"]
+    base = None
+    for off in ("", *ABLATE):
+        exe = kiln.compile(g, target="cpu", skip=(off,) if off else ())
+        ts = timeit(lambda exe=exe: exe.run(feeds), runs)
+        arena = sum(n * np.dtype(kiln.ir.DTYPES[d]).itemsize for d, n in exe.compiled.program.arena_sizes.items())
+        base = base or statistics.median(ts)
+        label = f"without {off}" if off else "all"
+        lines.append(f"| {label} | {fmt(ts)} | {statistics.median(ts) / base:.2f}x | {arena / 2**20:.1f} |")
+        print(f"{name} {label}: {fmt(ts)} ms", file=sys.stderr, flush=True)
+    return "\n".join(lines)
+
+
 def table(rows: list[dict], peak: float) -> str:
     has_torch = any("torch" in r for r in rows)
     head = "| model | kiln ms | onnxruntime ms | kiln/ort |" + (" torch ms | kiln/torch |" if has_torch else "") + \
@@ -156,7 +178,16 @@ def main() -> int:
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--out", help="also write the markdown table here")
+    ap.add_argument("--ablate", action="store_true",
+                    help=f"instead: each model with each of {', '.join(ABLATE)} switched off in turn")
     args = ap.parse_args()
+    if args.ablate:
+        text = "\n\n".join(ablation(name, args.runs) for name in args.models.split(","))
+        print(text)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(text + "\n")
+        return 0
     peak = gemm_peak()
     rows = []
     for name in args.models.split(","):

@@ -106,3 +106,14 @@ def test_a_failing_pass_is_named_with_the_passes_before_it():
     with pytest.raises(PassError, match=r"pass 'breaker' failed \(passes run before it: ok\)") as e:
         run_passes(tiny(), pipeline)
     assert "%nowhere is never defined" in str(e.value)
+
+
+def test_skip_leaves_optional_passes_out():
+    g = tiny()
+    exe = kiln.compile(g, skip=("remove_identities",))
+    assert "remove_identities" not in [r.name for r in exe.passes]
+    assert any(n.op == "dropout" for n in exe.graph.nodes)
+    f = feeds(g)
+    np.testing.assert_allclose(exe.run(f)[0], kiln.interpret(g, f)[0], rtol=1e-6, atol=1e-6)
+    with pytest.raises(UnsupportedError, match=r"cannot skip \['freeze_params'\]"):
+        kiln.compile(g, skip=("freeze_params",))
