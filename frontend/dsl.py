@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import Graph, IRError, Node, Param, TensorType, Value, infer_types, normalize_attrs, verify
+from ..ir.graph import fresh_name
 from ..ir.types import dtype_of
 
 
@@ -97,11 +98,7 @@ class Builder:
         return ".".join([*self._scope, name]) if name else ".".join(self._scope)
 
     def _fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in self._names:
-            name, k = f"{base}_{k}", k + 1
-        self._names.add(name)
-        return name
+        return fresh_name(base, self._names)
 
     # -- values --------------------------------------------------------------------------------
     def input(self, name: str, shape: Sequence[int], dtype: str | None = None) -> Tensor:

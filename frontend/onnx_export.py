@@ -27,6 +27,7 @@ from onnx import helper, numpy_helper
 
 from ..ir import Graph, Node, verify
 from ..ir.errors import UnsupportedError
+from ..ir.graph import fresh_name
 from ..ir.ops.conv import window_out
 from ..ir.types import FLOAT_DTYPES
 from ..ir.verify import node_label
@@ -46,11 +47,7 @@ class _Exporter:
 
     def fresh(self, base: str) -> str:
         """`base`, or `base_1`, `base_2`, ... if it is taken; the name is taken from then on."""
-        name, k = base, 1
-        while name in self.taken:
-            name, k = f"{base}_{k}", k + 1
-        self.taken.add(name)
-        return name
+        return fresh_name(base, self.taken)
 
     def const(self, node: Node, what: str, data: np.ndarray) -> str:
         """A new initializer named `<node output>.<what>`; returns its name."""

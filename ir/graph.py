@@ -243,3 +243,12 @@ class Graph:
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+
+def fresh_name(base: str, taken: set[str]) -> str:
+    """`base`, or `base_1`, `base_2`, ... if taken; the name returned is added to `taken`."""
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Param, TensorType, Value
+from ..ir.graph import fresh_name
 from .manager import note
 
 
@@ -33,14 +34,6 @@ def _decline(g: Graph, conv, bn) -> str | None:
         if len(g.users.get(name, ())) != 1:
             return f"{name} is shared with another node"
     return None
-
-
-def _fresh(base: str, taken: set[str]) -> str:
-    name, k = base, 1
-    while name in taken:
-        name, k = f"{base}_{k}", k + 1
-    taken.add(name)
-    return name
 
 
 def fold_conv_bn(g: Graph) -> Graph:
@@ -65,8 +58,8 @@ def fold_conv_bn(g: Graph) -> Graph:
         s = gamma / np.sqrt(var + bn.attrs["epsilon"])
         dt = params[conv.inputs[1]].data.dtype
         out = bn.outputs[0].name
-        w2 = Param(Value(_fresh(f"{out}.folded_weight", taken), TensorType.of(w.astype(dt))), (w * s[:, None, None, None]).astype(dt), "const")
-        b2 = Param(Value(_fresh(f"{out}.folded_bias", taken), TensorType.of(b.astype(dt))), ((b - mean) * s + beta).astype(dt), "const")
+        w2 = Param(Value(fresh_name(f"{out}.folded_weight", taken), TensorType.of(w.astype(dt))), (w * s[:, None, None, None]).astype(dt), "const")
+        b2 = Param(Value(fresh_name(f"{out}.folded_bias", taken), TensorType.of(b.astype(dt))), ((b - mean) * s + beta).astype(dt), "const")
         new_params += [w2, b2]
         replace[id(conv)] = conv.with_(inputs=(conv.inputs[0], w2.name, b2.name), outputs=bn.outputs)
         replace[id(bn)] = None

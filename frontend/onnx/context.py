@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ...ir import IRError, Node, Param, TensorType, Value, infer_types, normalize_attrs
+from ...ir.graph import fresh_name
 from ...ir.types import dtype_of
 
 
@@ -66,11 +67,7 @@ class ImportContext:
             self.foldable.add(name)
 
     def fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.names:
-            name, k = f"{base}_{k}", k + 1
-        self.names.add(name)
-        return name
+        return fresh_name(base, self.names)
 
     def use(self, name: str) -> str:
         """Make `name` readable by an IR node: a known value with no IR definition becomes a param."""
