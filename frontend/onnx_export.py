@@ -155,6 +155,14 @@ def _pad(ex: _Exporter, node: Node):
     return "Pad", ins, {"mode": node.attrs["mode"]}
 
 
+def _argmax(ex: _Exporter, node: Node):
+    """MaxPool's second output (Indices); its first (the values) goes unused."""
+    op, ins, attrs = _pool("MaxPool", dilations="dilation", storage_order="storage_order")(ex, node)
+    out = node.outputs[0].name
+    ex.nodes.append(helper.make_node(op, ins, [f"{out}.values", f"{out}.indices"], **attrs))
+    return "Identity", [f"{out}.indices"], {}
+
+
 def _pool(op_type: str, **extra: str) -> Converter:
     """MaxPool / AveragePool. ceil_mode is kept only where it changes the output size: where it
     does not, the windows are exactly floor mode's, and onnx's shape inference (which lacks the
@@ -196,6 +204,7 @@ CONVERTERS: dict[str, Converter] = {
     "mul": _op("Mul"),
     "div": _op("Div"),
     "maxpool2d": _pool("MaxPool", dilations="dilation"),
+    "maxpool2d_argmax": _argmax,
     "avgpool2d": _pool("AveragePool", count_include_pad="count_include_pad"),
     "global_avgpool": _op("GlobalAveragePool"),
     "global_maxpool": _op("GlobalMaxPool"),

@@ -34,8 +34,6 @@ KNOWN_GAPS = {
     "test_training_dropout_default": _TRAINING,
     "test_training_dropout_default_mask": _TRAINING,
     "test_training_dropout_mask": _TRAINING,
-    "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's Indices output is not imported",
-    "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's Indices output is not imported",
     "test_identity_sequence": "sequence values are not tensors; kiln's IR holds tensors only",
     "test_identity_opt": "optional values are not tensors; kiln's IR holds tensors only",
     "test_Conv3d": "3-D convolution is not supported (1-D and 2-D are)",

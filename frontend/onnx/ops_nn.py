@@ -59,7 +59,7 @@ def conv(ctx: ImportContext, node: NodeView) -> list:
     return [_finish(ctx, y, rank, node.outputs[0])]
 
 
-def _pool(ctx: ImportContext, node: NodeView, op: str, extra: dict) -> list:
+def _pool(ctx: ImportContext, node: NodeView, op: str, extra: dict, out: str | None = None) -> list:
     x = node.input(0)
     t = ctx.type(x)
     rank = t.rank - 2
@@ -84,7 +84,7 @@ def _pool(ctx: ImportContext, node: NodeView, op: str, extra: dict) -> list:
 
     n, c, *sizes = t.shape
     if rank == 2:
-        return [pool2d(x, (0, 1), node.outputs[0])]
+        return [pool2d(x, (0, 1), out or node.outputs[0])]
     if rank == 1:
         y = pool2d(ctx.emit("reshape", [x], {"shape": (n, c, 1, sizes[0])}), (None, 0), None)
         return [ctx.emit("reshape", [y], {"shape": (n, c, ctx.type(y).shape[3])}, out=node.outputs[0])]
@@ -105,8 +105,14 @@ def _no_extra_outputs(ctx: ImportContext, node: NodeView, what: str) -> None:
 
 @converter("MaxPool", since=1, attrs=(*_WINDOW, "ceil_mode", "dilations", "storage_order"))
 def maxpool(ctx: ImportContext, node: NodeView) -> list:
-    _no_extra_outputs(ctx, node, "Indices")
-    return _pool(ctx, node, "maxpool2d", {})
+    """MaxPool; its Indices output, when read, is a maxpool2d_argmax node over the same windows."""
+    values = _pool(ctx, node, "maxpool2d", {})
+    if not any(o for o in node.outputs[1:] if o in ctx.wanted):
+        return values
+    if ctx.type(node.input(0)).rank != 4:
+        raise ConvertError("the Indices output is supported for 2-D pooling only")
+    extra = {"storage_order": int(node.attr("storage_order", 0))}
+    return values + _pool(ctx, node, "maxpool2d_argmax", extra, out=node.outputs[1])
 
 
 @converter("AveragePool", since=1, attrs=(*_WINDOW, "ceil_mode", "count_include_pad", "dilations"))

@@ -89,6 +89,37 @@ register(OpDef(
     infer=_max_infer, reference=_max_ref, layouts=frozenset({"", "NCHW16c"}), layout_policy="same", cost=_window_cost, show=("kernel", "stride", "pads"),
     doc="max over each window; padding never wins",
 ))
+
+
+def _argmax_infer(types, a):
+    (y,) = _max_infer(types, {k: v for k, v in a.items() if k != "storage_order"})
+    return [TensorType("i64", y.shape)]
+
+
+def _argmax_ref(xs, a):
+    """Flat index into x of each window's first maximum (row-major; storage_order=1 counts
+    the spatial axes column-major, as ONNX's MaxPool Indices output does)."""
+    (x,) = xs
+    n, c, h, w = x.shape
+    lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    cols, _ = _windows(x, a, lowest)
+    kh, kw = a["kernel"]
+    oh, ow = cols.shape[4:]
+    k = cols.reshape(n, c, kh * kw, oh, ow).argmax(axis=2)
+    (sh, sw), (dh, dw), (pt, pl, _, _) = a["stride"], a["dilation"], a["pads"]
+    ih = np.arange(oh)[:, None] * sh - pt + (k // kw) * dh
+    iw = np.arange(ow)[None, :] * sw - pl + (k % kw) * dw
+    plane = (np.arange(n)[:, None] * c + np.arange(c)[None, :])[:, :, None, None] * (h * w)
+    spatial = iw * h + ih if a["storage_order"] else ih * w + iw
+    return [(plane + spatial).astype(np.int64)]
+
+
+register(OpDef(
+    name="maxpool2d_argmax", family="pool", inputs=("x",), outputs=("indices",),
+    attrs={**_WINDOW_ATTRS, "storage_order": Attr("int", 0)},
+    infer=_argmax_infer, reference=_argmax_ref, cost=_window_cost, show=("kernel", "stride", "pads"),
+    doc="where each max-pool window's maximum is: a flat index into x (ONNX MaxPool's Indices)",
+))
 register(OpDef(
     name="avgpool2d", family="pool", inputs=("x",), outputs=("y",),
     attrs={**_WINDOW_ATTRS, "count_include_pad": Attr("bool", False)},
