@@ -244,3 +244,23 @@ def test_reassociate_matmuls_picks_the_cheaper_order(f_in, f_out, given, best):
     x = np.random.default_rng(2).standard_normal((12, f_in)).astype(np.float32)
     np.testing.assert_allclose(interpret(after, {"features": x})[0], interpret(before, {"features": x})[0],
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("trans_b", [True, False])
+def test_fold_conv_bn_after_a_linear_layer(trans_b):
+    from kiln.passes import fold_conv_bn
+
+    w = "%w:f32[3,4] const" if trans_b else "%w:f32[4,3] const"
+    rng = np.random.default_rng(3)
+    g = parse(f"""
+    graph g(%x:f32[5,4]) {{
+      %h:f32[5,3] = gemm[trans_b={'true' if trans_b else 'false'}] (%x, {w}, %c:f32[3] const)
+      %y:f32[5,3] = batch_norm (%h, %gamma:f32[3] const, %beta:f32[3] const, %mean:f32[3] const, %var:f32[3] const)
+      return %y
+    }}""", params={"w": rng.standard_normal((3, 4) if trans_b else (4, 3)).astype(np.float32),
+                   "c": rng.standard_normal(3).astype(np.float32),
+                   "gamma": rng.random(3).astype(np.float32) + 0.5, "beta": rng.standard_normal(3).astype(np.float32),
+                   "mean": rng.standard_normal(3).astype(np.float32), "var": rng.random(3).astype(np.float32) + 0.5})
+    folded = fold_conv_bn(g)
+    assert [n.op for n in folded.nodes] == ["gemm"]
+    same_outputs(g, folded)
