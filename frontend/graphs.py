@@ -3,7 +3,7 @@
 A GCN layer (Kipf & Welling 2017) aggregates over the renormalised adjacency
 A_hat = D~^-1/2 (A + I) D~^-1/2, where D~ is the diagonal of row sums of A + I. This module
 builds A_hat as a CSR triple (indptr, indices, data) that `Builder.csr` turns into consts for the
-`spmm` op. scipy is deliberately not used: kiln does not depend on it.
+`spmm` op. Built with numpy alone (scipy is a dependency of the CPU backend only).
 """
 
 from __future__ import annotations

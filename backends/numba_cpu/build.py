@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...ir import Graph
-from ...ir.types import DTYPES
+from ...ir.types import DTYPES, dtype_of
 from ..lowering import Program, Slot, lower
 from . import codegen
 from .kernels import TEMPLATES
@@ -44,7 +44,7 @@ def pack_weights(p: Program) -> tuple[dict[str, np.ndarray], dict[str, Slot]]:
     sizes: dict[str, int] = {}
     for name in dict.fromkeys(used):
         data = p.params[name]
-        dt = next(k for k, v in DTYPES.items() if v == data.dtype)
+        dt = dtype_of(data)
         slots[name] = Slot(dt, sizes.get(dt, 0), data.size)
         sizes[dt] = sizes.get(dt, 0) + max(data.size, 1)
     weights = {dt: np.zeros(n, DTYPES[dt]) for dt, n in sizes.items()}
