@@ -6,7 +6,7 @@
     (logits,) = exe.run({"input": x})
 """
 
-from . import errors, ir, passes
+from . import errors, ir, optim, passes
 from .api import TARGETS, compile, load_model
 from .frontend import Builder, models
 from .frontend.onnx import from_onnx
@@ -29,6 +29,7 @@ __all__ = [
            "ir",
            "load_model",
            "models",
+           "optim",
            "parse",
            "passes",
            "save_onnx",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,13 +10,14 @@ from .frontend import models
 from .frontend.onnx import from_onnx
 from .ir import Graph
 from .ir.errors import UnsupportedError
-from .passes import PIPELINES, run_passes
+from .passes import PIPELINES, autodiff, run_passes, stateful_forward
 from .runtime import Executable, interpret
 from .runtime.arena import ArenaRunner
+from .runtime.trainer import Trainer
 
 TARGETS = ("reference", "cpu")  # what compile() can build today
 PLANNED_TARGETS = ("cuda",)  # named by the design, not built yet
-MODES = ("inference",)
+MODES = ("inference", "train")
 REQUIRED_PASSES = frozenset({"infer_shapes", "freeze_params"})  # later passes and kernels rely on them
 
 
@@ -39,20 +41,32 @@ def load_model(spec: str | Path | Graph, **kwargs) -> Graph:
 
 
 def compile(model: Graph | str, target: str = "reference", mode: str = "inference",
-            dump_dir: str | Path | None = None, threads: int | None = None, skip: Sequence[str] = ()) -> Executable:
+            dump_dir: str | Path | None = None, threads: int | None = None, skip: Sequence[str] = (), *,
+            loss: str = "softmax_cross_entropy", optimizer=None, frozen: Sequence[str] = (),
+            masked: bool | None = None) -> Executable | Trainer:
     """Optimise `model` with the (target, mode) pipeline and bind it to a runner.
 
     With `dump_dir`, the IR after every pass is written there (NN-<pass>.ir and index.md), and
     for kernel targets the generated sources under `kernels/`. `threads` caps the CPU target's
     worker threads (default: all cores). `skip` names optional passes to leave out, to see what
-    each one buys (fold_conv_bn, fuse_epilogues, select_layout, reuse_buffers, ...)."""
+    each one buys (fold_conv_bn, fuse_epilogues, select_layout, reuse_buffers, ...).
+
+    mode="train" returns a Trainer (runtime/trainer.py): `loss` on the first output,
+    `optimizer` a kiln.optim.SGD or Adam (default SGD(lr=0.01)), `frozen` param names (or
+    prefixes ending in '.') kept fixed, `masked` adds a boolean 'mask' feed choosing the rows the
+    loss counts (default: on for graphs with spmm, i.e. node classification)."""
     if target not in TARGETS:
         planned = f" ('{target}' is planned but not built yet)" if target in PLANNED_TARGETS else ""
         raise UnsupportedError(f"unknown target {target!r}{planned}; targets that exist: {', '.join(TARGETS)}")
     if mode not in MODES:
         raise UnsupportedError(f"mode {mode!r} is not supported; modes that exist: {', '.join(MODES)}")
     graph = load_model(model)
-    pipeline = PIPELINES[(target, mode)]
+    if mode == "train":
+        return _compile_train(graph, target, dump_dir, threads, skip, loss, optimizer, frozen, masked)
+    return _compile_graph(graph, target, PIPELINES[(target, mode)], dump_dir, threads, skip, mode)
+
+
+def _compile_graph(graph: Graph, target: str, pipeline, dump_dir, threads, skip, mode: str) -> Executable:
     names = [p.name for p in pipeline]
     unknown = sorted(set(skip) - set(names) | set(skip) & REQUIRED_PASSES)
     if unknown:
@@ -66,3 +80,25 @@ def compile(model: Graph | str, target: str = "reference", mode: str = "inferenc
     compiled = build(optimized, dump_dir)
     runner = ArenaRunner(compiled, threads)
     return Executable(optimized, runner, target, records, profiler=runner.profile, compiled=compiled)
+
+
+def _compile_train(graph: Graph, target, dump_dir, threads, skip, loss, optimizer, frozen, masked) -> Trainer:
+    from . import optim
+
+    optimizer = optimizer if optimizer is not None else optim.SGD(lr=0.01)
+    if masked is None:
+        masked = any(n.op == "spmm" for n in graph.nodes)
+    built = {}
+
+    def bound_autodiff(g: Graph) -> Graph:
+        built["spec"] = autodiff(g, optimizer, loss=loss, frozen=frozen, masked=masked)
+        return built["spec"].graph
+
+    pipeline = [dataclasses.replace(p, fn=bound_autodiff) if p.name == "autodiff" else p
+                for p in PIPELINES[(target, "train")]]
+    step_exe = _compile_graph(graph, target, pipeline, dump_dir, threads, skip, "train")
+    eval_dir = Path(dump_dir) / "eval" if dump_dir is not None else None
+    eval_skip = [s for s in skip if s in {p.name for p in PIPELINES[(target, "inference")]}]
+    eval_exe = _compile_graph(stateful_forward(graph, frozen), target, PIPELINES[(target, "inference")],
+                              eval_dir, threads, eval_skip, "inference")
+    return Trainer(built["spec"], step_exe, eval_exe, optimizer, graph)

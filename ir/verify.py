@@ -79,12 +79,13 @@ def _check_node(g: Graph, node: Node, defined: dict, fail) -> None:
             later = any(name in n.output_names for n in g.nodes)
             why = "is defined later (graph not in topological order)" if later else "is never defined"
             fail(f"input {i} %{name} {why}", node)
-    if len(node.outputs) != len(op.outputs):
-        fail(f"{node.op} has {len(op.outputs)} output(s), node lists {len(node.outputs)}", node)
     try:
         expected = infer_types(node.op, [defined[i] for i in node.inputs], canonical)
     except IRError as e:
         fail(str(e), node)
+    if len(node.outputs) != len(expected):  # optional outputs ("v?") depend on the operands
+        fail(f"{node.op} gives {len(expected)} output(s) ({', '.join(op.outputs)}), "
+             f"node lists {len(node.outputs)}", node)
     for v, t in zip(node.outputs, expected, strict=True):
         if v.type.with_layout("") != t.with_layout(""):
             fail(f"output %{v.name} is typed {v.type} but {node.op} infers {t}", node)

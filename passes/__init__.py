@@ -6,6 +6,7 @@ pass manager verifies the graph after each one (see manager.py).
 
 from __future__ import annotations
 
+from .autodiff import TrainingGraph, autodiff, stateful_forward
 from .cse import eliminate_common_subexpressions
 from .dead_code import eliminate_dead_code
 from .fold_constants import fold_constants, freeze_params
@@ -37,9 +38,28 @@ CPU_INFERENCE = [
     Pass("reuse_buffers", reuse_buffers, "pack activations into one arena, reusing dead values' bytes"),
 ]
 
+
+
+def _unbound_autodiff(g):
+    raise PassError("autodiff needs the loss and optimizer: kiln.compile(..., mode='train') binds them")
+
+
+AUTODIFF = Pass("autodiff", _unbound_autodiff, "add the loss, the backward graph and the optimizer update")
+# the step graph keeps weights as inputs (they change every step), so freeze_params is left out
+TRAIN_CLEANUP = [p for p in INFERENCE_CLEANUP if p.name not in ("infer_shapes", "freeze_params")]
+
+REFERENCE_TRAIN = [INFERENCE_CLEANUP[0], AUTODIFF, *TRAIN_CLEANUP]
+CPU_TRAIN = [
+    *REFERENCE_TRAIN,
+    Pass("fuse_epilogues", fuse_epilogues, "run residual adds and activations in the conv's kernel"),
+    Pass("reuse_buffers", reuse_buffers, "pack activations and gradients into one arena"),
+]
+
 PIPELINES: dict[tuple[str, str], list[Pass]] = {
     ("reference", "inference"): INFERENCE_CLEANUP,
     ("cpu", "inference"): CPU_INFERENCE,
+    ("reference", "train"): REFERENCE_TRAIN,
+    ("cpu", "train"): CPU_TRAIN,
 }
 
 
@@ -49,7 +69,11 @@ def pipeline(target: str, mode: str) -> list[Pass]:
 
 
 __all__ = [
+    "AUTODIFF",
     "PIPELINES",
+    "TrainingGraph",
+    "autodiff",
+    "stateful_forward",
     "Pass",
     "PassError",
     "PassRecord",

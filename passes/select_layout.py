@@ -5,6 +5,9 @@ produce NCHW16c; ops that work in any layout (elementwise, batch_norm, pooling)
 keep their input's; everything else reads plain NCHW. Where a reader needs another layout than
 its input has, a `reorder` node is inserted (once per value and layout). Graph inputs and outputs
 keep the model's plain layout: a node producing a graph output reads plain inputs.
+Blocked kernels repack their weights (and batch_norm its statistics) once at compile time, so
+only nodes whose weights are consts are blocked; a graph fed its weights at run time (the
+trainer's evaluation graph) stays plain there.
 Preconditions: types inferred; the layouts each op accepts are its registry entry's.
 Algebra: layouts change memory order only; every value's logical contents are unchanged, which
 the reference interpreter checks (it ignores layouts).
@@ -41,11 +44,12 @@ def _conv_layouts(n: Node, types) -> tuple[str, str] | None:
     return None
 
 
-def _plan(n: Node, layout: dict[str, str], types, is_output: bool) -> tuple[list[str], str]:
+def _plan(n: Node, layout: dict[str, str], types, is_output: bool, consts) -> tuple[list[str], str]:
     """Desired layouts of the node's inputs and its output layout."""
     ins = [types[i] for i in n.inputs]
     plain = ([""] * len(ins), "")
-    if is_output:
+    packs = {"conv2d": n.inputs[1:3] if n.op == "conv2d" else (), "batch_norm": n.inputs[1:]}.get(n.op, ())
+    if is_output or not all(i in consts for i in packs):
         return plain
     if n.op == "conv2d":
         chosen = _conv_layouts(n, types)
@@ -71,10 +75,11 @@ def select_layout(g: Graph) -> Graph:
     layout: dict[str, str] = {}
     reordered: dict[tuple[str, str], str] = {}
     outputs = set(g.outputs)
+    consts = {p.name for p in g.params}
     nodes: list[Node] = []
     inserted, chosen = 0, Counter()
     for n in g.nodes:
-        want, out_layout = _plan(n, layout, types, bool(outputs.intersection(n.output_names)))
+        want, out_layout = _plan(n, layout, types, bool(outputs.intersection(n.output_names)), consts)
         new_inputs = []
         for name, lay in zip(n.inputs, want, strict=False):
             if layout.get(name, "") == lay:

@@ -73,8 +73,8 @@ def test_unbuilt_targets_and_modes_say_what_exists():
         kiln.compile(tiny(), target="cuda")
     with pytest.raises(UnsupportedError, match=r"unknown target 'tpu'"):
         kiln.compile(tiny(), target="tpu")
-    with pytest.raises(UnsupportedError, match=r"mode 'train' is not supported; modes that exist: inference"):
-        kiln.compile(tiny(), mode="train")
+    with pytest.raises(UnsupportedError, match=r"mode 'fit' is not supported; modes that exist: inference, train"):
+        kiln.compile(tiny(), mode="fit")
     with pytest.raises(KilnError, match="zoo:"):
         kiln.load_model("resnet18")
 

@@ -127,9 +127,123 @@ register(
         infer=_infer,
         reference=_reference,
         cost=_cost,
+        grad=lambda ctx, node, dys: _conv_grad(ctx, node, dys),
         show=("stride", "pads", "groups"),
         layouts=frozenset({"", "NCHW16c"}),
         layout_policy="free",
         doc="y[n,m] = sum over c in m's group, kh, kw of x * w, plus b[m]",
     )
 )
+
+
+# -- training: the two backward convolutions -------------------------------------------------
+_GEOMETRY = {
+    "stride": Attr("ints", (1, 1), length=2),
+    "dilation": Attr("ints", (1, 1), length=2),
+    "pads": Attr("ints", (0, 0, 0, 0), length=4, doc="top, left, bottom, right"),
+    "groups": Attr("int", 1),
+}
+
+
+def _conv_grad(ctx, node, dys):
+    """y = act(conv(x, w) + b + r): the activation's gradient first, then
+    dx = conv2d_grad_input(dz, w), dw = conv2d_grad_weight(x, dz), db = sum of dz over N, H, W."""
+    (dy,) = dys
+    a = node.attrs
+    x, w, *rest = node.inputs
+    dz = dy
+    if a["act"]:
+        act = {"act": a["act"], "min": a["act_min"], "max": a["act_max"]}
+        dz = ctx.emit("act_grad", [dy, node.outputs[0].name], act, base="d" + node.outputs[0].name + ".pre")[0]
+    geometry = {k: a[k] for k in _GEOMETRY}
+    xt, wt = ctx.type(x), ctx.type(w)
+    dx = ctx.emit("conv2d_grad_input", [dz, w], {**geometry, "input_hw": xt.shape[2:]}, base="d" + x)[0] \
+        if ctx.needs(node, 0) else None
+    dw = ctx.emit("conv2d_grad_weight", [x, dz], {**geometry, "kernel": wt.shape[2:]}, base="d" + w)[0] \
+        if ctx.needs(node, 1) else None
+    out = [dx, dw]
+    if rest:
+        out.append(ctx.emit("reduce_sum", [dz], {"axes": (0, 2, 3)}, base="d" + rest[0])[0] if ctx.needs(node, 2) else None)
+    if a["residual"]:
+        out.append(dz)
+    return out
+
+
+def _grad_input_infer(types, a):
+    dy, w = types
+    expect(dy.rank == 4 and w.rank == 4 and dy.dtype == w.dtype and dy.dtype in FLOAT_DTYPES,
+           f"expects a 4-D float dy and OIHW weight of one dtype, got {dy}, {w}")
+    m, cg, kh, kw = w.shape
+    expect(dy.shape[1] == m and m % a["groups"] == 0, f"dy {dy} does not match weight {w} (groups={a['groups']})")
+    h, wd = a["input_hw"]
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = a["stride"], a["dilation"], a["pads"]
+    want = (window_out(h, kh, sh, dh, pt, pb), window_out(wd, kw, sw, dw, pl, pr))
+    expect(dy.shape[2:] == want, f"dy {dy} is not the output of a {h}x{wd} input (that gives {list(want)})")
+    return [TensorType(dy.dtype, (dy.shape[0], cg * a["groups"], h, wd))]
+
+
+def _grad_input_ref(xs, a):
+    """col2im of w^T dy: every output gradient flows back to the inputs its window read."""
+    dy, w = xs
+    n, m, oh, ow = dy.shape
+    _, cg, kh, kw = w.shape
+    g = a["groups"]
+    h, wd = a["input_hw"]
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = a["stride"], a["dilation"], a["pads"]
+    wg = w.reshape(g, m // g, cg * kh * kw).transpose(0, 2, 1)
+    cols = np.matmul(wg, dy.reshape(n, g, m // g, oh * ow)).reshape(n, g * cg, kh, kw, oh, ow)
+    dxp = np.zeros((n, g * cg, h + pt + pb, wd + pl + pr), dy.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw] += cols[:, :, i, j]
+    return [dxp[:, :, pt: pt + h, pl: pl + wd].copy()]
+
+
+def _grad_weight_infer(types, a):
+    x, dy = types
+    expect(x.rank == 4 and dy.rank == 4 and x.dtype == dy.dtype and x.dtype in FLOAT_DTYPES,
+           f"expects 4-D float x and dy of one dtype, got {x}, {dy}")
+    g = a["groups"]
+    expect(x.shape[1] % g == 0 and dy.shape[1] % g == 0, f"groups={g} must divide {x.shape[1]} and {dy.shape[1]}")
+    kh, kw = a["kernel"]
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = a["stride"], a["dilation"], a["pads"]
+    want = (x.shape[0], dy.shape[1], window_out(x.shape[2], kh, sh, dh, pt, pb),
+            window_out(x.shape[3], kw, sw, dw, pl, pr))
+    expect(dy.shape == want, f"dy {dy} is not the output for input {x} (that gives {list(want)})")
+    return [TensorType(x.dtype, (dy.shape[1], x.shape[1] // g, kh, kw))]
+
+
+def _grad_weight_ref(xs, a):
+    x, dy = xs
+    n, m, oh, ow = dy.shape
+    c, g = x.shape[1], a["groups"]
+    kh, kw = a["kernel"]
+    pt, pl, pb, pr = a["pads"]
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    cols = patches(xp, kh, kw, oh, ow, a["stride"], a["dilation"]).reshape(n, g, c // g * kh * kw, oh * ow)
+    dyg = dy.reshape(n, g, m // g, oh * ow)
+    dw = np.matmul(dyg, cols.transpose(0, 1, 3, 2)).sum(axis=0)
+    return [dw.reshape(m, c // g, kh, kw).astype(x.dtype)]
+
+
+def _backward_cost(ins, outs, a, image, weight):
+    macs = image.numel * weight.shape[1] * weight.shape[2] * weight.shape[3]
+    return Cost(macs, 2 * macs, bytes_moved(ins, outs))
+
+
+register(OpDef(
+    name="conv2d_grad_input", family="conv", inputs=("dy", "w"), outputs=("dx",),
+    attrs={**_GEOMETRY, "input_hw": Attr("ints", length=2)},
+    infer=_grad_input_infer, reference=_grad_input_ref,
+    cost=lambda ins, outs, a: _backward_cost(ins, outs, a, ins[0], ins[1]),
+    show=("stride", "pads", "groups"),
+    doc="gradient of conv2d with respect to its input: a transposed convolution of dy by w",
+))
+register(OpDef(
+    name="conv2d_grad_weight", family="conv", inputs=("x", "dy"), outputs=("dw",),
+    attrs={**_GEOMETRY, "kernel": Attr("ints", length=2)},
+    infer=_grad_weight_infer, reference=_grad_weight_ref,
+    cost=lambda ins, outs, a: _backward_cost(ins, outs, a, ins[1], outs[0]),
+    show=("kernel", "stride", "pads", "groups"),
+    doc="gradient of conv2d with respect to its weight: dy correlated with the input's windows",
+))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..grad import scale, unbroadcast
 from ..registry import Attr, OpDef, expect, register
-from ..types import FLOAT_DTYPES, TensorType
+from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType
 
 
 def broadcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
@@ -30,7 +31,24 @@ def _any_type(types, attrs):
 BLOCKED = frozenset({"", "NCHW16c"})  # elementwise ops run on any layout, output like input
 
 
-def _unary(name: str, fn, doc: str, attrs=None, infer=_same_type) -> None:
+def _act_rule(act: str, uses: str):
+    """Gradient rule of an activation: act_grad reads the output y (relu, sigmoid, tanh) or the
+    input x (leaky_relu, clip), whichever its derivative is cheapest from."""
+
+    def rule(ctx, node, dys):
+        a = node.attrs
+        attrs = {"act": act, "alpha": a.get("alpha", 0.0), "min": a.get("min", 0.0), "max": a.get("max", 0.0)}
+        ref = node.outputs[0].name if uses == "y" else node.inputs[0]
+        return ctx.emit("act_grad", [dys[0], ref], attrs, base="d" + node.inputs[0])
+
+    return rule
+
+
+def _pass_through(ctx, node, dys):
+    return [dys[0]]
+
+
+def _unary(name: str, fn, doc: str, attrs=None, infer=_same_type, grad=None) -> None:
     register(
         OpDef(
             name=name,
@@ -42,6 +60,7 @@ def _unary(name: str, fn, doc: str, attrs=None, infer=_same_type) -> None:
             layout_policy="same",
             infer=infer,
             reference=lambda xs, a: [np.asarray(fn(xs[0], a), dtype=xs[0].dtype)],
+            grad=grad,
             doc=doc,
         )
     )
@@ -53,15 +72,16 @@ def _sigmoid(x, a):
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-_unary("relu", lambda x, a: np.maximum(x, 0), "max(x, 0)")
+_unary("relu", lambda x, a: np.maximum(x, 0), "max(x, 0)", grad=_act_rule("relu", "y"))
 _unary(
     "leaky_relu",
     lambda x, a: np.where(x >= 0, x, x * x.dtype.type(a["alpha"])),
     "x if x >= 0 else alpha * x",
     {"alpha": Attr("float", 0.01)},
+    grad=_act_rule("leaky_relu", "x"),
 )
-_unary("sigmoid", _sigmoid, "1 / (1 + exp(-x))")
-_unary("tanh", lambda x, a: np.tanh(x), "tanh(x)")
+_unary("sigmoid", _sigmoid, "1 / (1 + exp(-x))", grad=_act_rule("sigmoid", "y"))
+_unary("tanh", lambda x, a: np.tanh(x), "tanh(x)", grad=_act_rule("tanh", "y"))
 def _clip(x, a):
     lo, hi = a["min"], a["max"]
     if x.dtype.kind in "iu":  # integer tensors: bounds clamped to the type's range
@@ -82,6 +102,7 @@ _unary(
     "min(max(x, min), max); relu6 is clip[min=0 max=6]",
     {"min": Attr("float", float("-inf")), "max": Attr("float", float("inf"))},
     infer=_numeric_type,
+    grad=_act_rule("clip", "x"),
 )
 _unary(
     "dropout",
@@ -89,14 +110,53 @@ _unary(
     "identity at inference; training drops elements with probability `ratio`",
     {"ratio": Attr("float", 0.5), "seed": Attr("int", 0)},
     infer=_any_type,
+    grad=_pass_through,
 )
-_unary("identity", lambda x, a: x.copy(), "y = x", infer=_any_type)
+_unary("identity", lambda x, a: x.copy(), "y = x", infer=_any_type, grad=_pass_through)
 
 
 def _binary_infer(types, attrs):
     a, b = types
     expect(a.dtype == b.dtype, f"operand dtypes differ: {a.dtype} vs {b.dtype}")
     return [TensorType(a.dtype, broadcast_shape(a.shape, b.shape))]
+
+
+def _add_grad(ctx, node, dys):
+    return [unbroadcast(ctx, dys[0], ctx.type(i).shape) for i in node.inputs]
+
+
+def _sub_grad(ctx, node, dys):
+    a, b = node.inputs
+    return [unbroadcast(ctx, dys[0], ctx.type(a).shape),
+            unbroadcast(ctx, scale(ctx, dys[0], -1.0), ctx.type(b).shape) if ctx.needs(node, 1) else None]
+
+
+def _mul_grad(ctx, node, dys):
+    a, b = node.inputs
+    out = []
+    for i, (me, other) in enumerate(((a, b), (b, a))):
+        if ctx.needs(node, i):
+            (g,) = ctx.emit("mul", [dys[0], other], base="d" + me)
+            out.append(unbroadcast(ctx, g, ctx.type(me).shape))
+        else:
+            out.append(None)
+    return out
+
+
+def _div_grad(ctx, node, dys):
+    """y = a / b: da = dy / b, db = -dy * y / b."""
+    a, b = node.inputs
+    da = unbroadcast(ctx, ctx.emit("div", [dys[0], b], base="d" + a)[0], ctx.type(a).shape) \
+        if ctx.needs(node, 0) else None
+    db = None
+    if ctx.needs(node, 1):
+        (t,) = ctx.emit("mul", [dys[0], node.outputs[0].name], base="d" + b)
+        (t,) = ctx.emit("div", [t, b], base="d" + b)
+        db = unbroadcast(ctx, scale(ctx, t, -1.0), ctx.type(b).shape)
+    return [da, db]
+
+
+_BINARY_GRADS = {"add": _add_grad, "sub": _sub_grad, "mul": _mul_grad, "div": _div_grad}
 
 
 def _binary(name: str, fn, doc: str) -> None:
@@ -111,6 +171,7 @@ def _binary(name: str, fn, doc: str) -> None:
             layout_policy="same",
             infer=_binary_infer,
             reference=lambda xs, a: [np.asarray(fn(xs[0], xs[1]), dtype=xs[0].dtype)],
+            grad=_BINARY_GRADS[name],
             doc=doc + " with numpy broadcasting",
         )
     )
@@ -141,3 +202,80 @@ register(
         doc="x if x >= 0 else slope * x, slope broadcast to x (a learned leaky relu)",
     )
 )
+
+
+# -- training ---------------------------------------------------------------------------------
+ACTS = ("relu", "leaky_relu", "sigmoid", "tanh", "clip")
+
+
+def _act_grad_infer(types, a):
+    dy, ref = types
+    expect(dy.dtype in FLOAT_DTYPES and ref.dtype == dy.dtype and ref.shape == dy.shape,
+           f"dy and the saved tensor must match: {dy}, {ref}")
+    return [dy]
+
+
+def act_derivative(act: str, r: np.ndarray, a) -> np.ndarray:
+    """d act / d x, from y (relu, sigmoid, tanh) or from x (leaky_relu, clip)."""
+    if act == "relu":
+        return (r > 0).astype(r.dtype)
+    if act == "leaky_relu":
+        return np.where(r >= 0, 1, a["alpha"]).astype(r.dtype)
+    if act == "sigmoid":
+        return r * (1 - r)
+    if act == "tanh":
+        return 1 - r * r
+    return ((r > a["min"]) & (r < a["max"])).astype(r.dtype)  # clip passes strictly inside
+
+
+register(OpDef(
+    name="act_grad", family="elementwise", inputs=("dy", "saved"), outputs=("dx",),
+    attrs={"act": Attr("str", choices=ACTS), "alpha": Attr("float", 0.0), "min": Attr("float", 0.0),
+           "max": Attr("float", 0.0)},
+    infer=_act_grad_infer, layouts=BLOCKED, layout_policy="same", show=("act",),
+    reference=lambda xs, a: [(xs[0] * act_derivative(a["act"], xs[1], a)).astype(xs[0].dtype)],
+    doc="dy * act'(x); `saved` is y for relu/sigmoid/tanh and x for leaky_relu/clip",
+))
+
+# counter-based random bits: the same on every target and every run with the same (seed, step)
+_GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_MIX1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_MIX2)
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_keep(seed: int, step: int, n: int, ratio: float) -> np.ndarray:
+    """Which of n elements dropout keeps at this step: a splitmix64 hash of (seed, step, index)
+    gives 24 uniform bits per element; kept when u >= ratio."""
+    with np.errstate(over="ignore"):
+        key = _mix64(np.array([seed * _GOLDEN + step], dtype=np.uint64))
+        z = _mix64(key + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(_GOLDEN))
+    u = (z >> np.uint64(40)).astype(np.float64) * 2.0 ** -24
+    return u >= ratio
+
+
+def _dropout_train_infer(types, a):
+    x, step = types
+    expect(x.dtype in FLOAT_DTYPES, f"expects a float tensor, got {x}")
+    expect(step.shape == (1,) and step.dtype in INT_DTYPES, f"step must be an integer [1] tensor, got {step}")
+    expect(0 <= a["ratio"] < 1, f"ratio must be in [0, 1), got {a['ratio']}")
+    return [x, x]
+
+
+def _dropout_train_ref(xs, a):
+    x, step = xs
+    keep = dropout_keep(a["seed"], int(step[0]), x.size, a["ratio"]).reshape(x.shape)
+    mask = (keep / (1 - a["ratio"])).astype(x.dtype)
+    return [x * mask, mask]
+
+
+register(OpDef(
+    name="dropout_train", family="elementwise", inputs=("x", "step"), outputs=("y", "mask"),
+    attrs={"ratio": Attr("float", 0.5), "seed": Attr("int", 0)},
+    infer=_dropout_train_infer, reference=_dropout_train_ref, show=("ratio",),
+    grad=lambda ctx, node, dys: [ctx.emit("mul", [dys[0], node.outputs[1].name], base="d" + node.inputs[0])[0], None],
+    doc="y = x * mask, mask = keep / (1 - ratio), keep drawn from (seed, step, index)",
+))

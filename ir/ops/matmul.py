@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..grad import scale, unbroadcast
 from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
 from ..types import FLOAT_DTYPES, TensorType
 from .elementwise import broadcast_shape
@@ -40,11 +41,33 @@ def _gemm_cost(ins, outs, a):
     return Cost(macs, 2 * macs + (outs[0].numel if len(ins) > 2 else 0), bytes_moved(ins, outs))
 
 
+def _gemm_grad(ctx, node, dys):
+    """y = alpha op(A) op(B) + beta C. dA = alpha dy op(B)^T (transposed back when trans_a),
+    dB = alpha op(A)^T dy (likewise), dC = beta dy summed over C's broadcast axes."""
+    (dy,) = dys
+    a = node.attrs
+    A, B, *rest = node.inputs
+    ta, tb, alpha = a["trans_a"], a["trans_b"], a["alpha"]
+    out = [None, None]
+    if ctx.needs(node, 0):
+        args, flags = ((B, dy), (tb, True)) if ta else ((dy, B), (False, not tb))
+        out[0] = ctx.emit("gemm", list(args), {"alpha": alpha, "trans_a": flags[0], "trans_b": flags[1]},
+                          base="d" + A)[0]
+    if ctx.needs(node, 1):
+        args, flags = ((dy, A), (True, ta)) if tb else ((A, dy), (not ta, False))
+        out[1] = ctx.emit("gemm", list(args), {"alpha": alpha, "trans_a": flags[0], "trans_b": flags[1]},
+                          base="d" + B)[0]
+    if rest:
+        out.append(unbroadcast(ctx, scale(ctx, dy, a["beta"]), ctx.type(rest[0]).shape)
+                   if ctx.needs(node, 2) else None)
+    return out
+
+
 register(OpDef(
     name="gemm", family="matmul", inputs=("a", "b", "c?"), outputs=("y",),
     attrs={"alpha": Attr("float", 1.0), "beta": Attr("float", 1.0),
            "trans_a": Attr("bool", False), "trans_b": Attr("bool", False)},
-    infer=_gemm_infer, reference=_gemm_ref, cost=_gemm_cost, show=("trans_b",),
+    infer=_gemm_infer, reference=_gemm_ref, cost=_gemm_cost, show=("trans_b",), grad=_gemm_grad,
     doc="alpha * op(A) @ op(B) + beta * C, op transposing when trans_a / trans_b",
 ))
 
@@ -70,8 +93,28 @@ def _matmul_cost(ins, outs, a):
     return Cost(outs[0].numel * k, 2 * outs[0].numel * k, bytes_moved(ins, outs))
 
 
+def _matmul_grad(ctx, node, dys):
+    """dA = dy B^T, dB = A^T dy, each summed over the batch axes broadcasting added."""
+    (dy,) = dys
+    A, B = node.inputs
+    ranks = ctx.type(A).rank, ctx.type(B).rank
+    if min(ranks) < 2:
+        return ctx.unsupported(node, "matmul gradients need operands of rank >= 2")
+
+    def swap(v):
+        r = ctx.type(v).rank
+        return ctx.emit("transpose", [v], {"perm": (*range(r - 2), r - 1, r - 2)}, base=v + "_t")[0]
+
+    dA = unbroadcast(ctx, ctx.emit("matmul", [dy, swap(B)], base="d" + A)[0], ctx.type(A).shape) \
+        if ctx.needs(node, 0) else None
+    dB = unbroadcast(ctx, ctx.emit("matmul", [swap(A), dy], base="d" + B)[0], ctx.type(B).shape) \
+        if ctx.needs(node, 1) else None
+    return [dA, dB]
+
+
 register(OpDef(
     name="matmul", family="matmul", inputs=("a", "b"), outputs=("y",), attrs={},
     infer=_matmul_infer, reference=lambda xs, a: [np.asarray(np.matmul(xs[0], xs[1]))], cost=_matmul_cost,
+    grad=_matmul_grad,
     doc="numpy matmul: batched over leading dimensions with broadcasting",
 ))

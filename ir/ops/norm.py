@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
-from ..types import FLOAT_DTYPES
+from ..types import FLOAT_DTYPES, TensorType
 
 
 def _bn_infer(types, a):
@@ -89,4 +89,116 @@ for _name, _ref, _doc in (
         attrs={"axis": Attr("int", -1)}, infer=_same_float, reference=_ref,
         cost=lambda ins, outs, a: Cost(0, 4 * outs[0].numel, bytes_moved(ins, outs)),
         show=("axis",), doc=_doc,
+        grad=lambda ctx, node, dys, _log=_name == "log_softmax": ctx.emit(
+            "softmax_grad", [dys[0], node.outputs[0].name], {"axis": node.attrs["axis"], "log": _log}, base="d" + node.inputs[0]),
     ))
+
+
+# -- training ---------------------------------------------------------------------------------
+def _channel_axes(x: np.ndarray) -> tuple[int, ...]:
+    return (0, *range(2, x.ndim))
+
+
+def _bn_train_infer(types, a):
+    (x,) = _bn_infer(types, a)
+    c = TensorType(x.dtype, (x.shape[1],))
+    expect(x.numel > x.shape[1], f"batch statistics need more than one value per channel, got {x}")
+    return [x, c, c, c, c]
+
+
+def _bn_train_ref(xs, a):
+    """Normalise with the batch's own mean and (biased) variance; update the running statistics
+    as running * momentum + batch * (1 - momentum), with the unbiased variance when
+    `unbiased_running_var` (PyTorch's rule) and the biased one otherwise (ONNX's)."""
+    x, scale, bias, rmean, rvar = xs
+    axes = _channel_axes(x)
+    count = x.size // x.shape[1]
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=axes)
+    var = x64.var(axis=axes)
+    invstd = 1.0 / np.sqrt(var + a["epsilon"])
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    y = (x64 - mean.reshape(shape)) * (invstd * scale).reshape(shape) + bias.reshape(shape)
+    m = a["momentum"]
+    run_var = var * count / (count - 1) if a["unbiased_running_var"] else var
+    dt = x.dtype
+    return [y.astype(dt), mean.astype(dt), invstd.astype(dt), (rmean * m + mean * (1 - m)).astype(dt),
+            (rvar * m + run_var * (1 - m)).astype(dt)]
+
+
+def _bn_train_grad(ctx, node, dys):
+    x, scale, *_ = node.inputs
+    _, mean, invstd, *_ = node.output_names
+    if dys[0] is None:
+        return [None] * 5
+    dx, dscale, dbias = ctx.emit("batch_norm_grad", [dys[0], x, scale, mean, invstd], base="d" + x)
+    return [dx, dscale, dbias, None, None]
+
+
+register(OpDef(
+    name="batch_norm_train", family="norm",
+    inputs=("x", "scale", "bias", "running_mean", "running_var"),
+    outputs=("y", "mean", "invstd", "new_running_mean", "new_running_var"),
+    attrs={"epsilon": Attr("float", 1e-5), "momentum": Attr("float", 0.9),
+           "unbiased_running_var": Attr("bool", True)},
+    infer=_bn_train_infer, reference=_bn_train_ref, grad=_bn_train_grad,
+    cost=lambda ins, outs, a: Cost(0, 5 * ins[0].numel, bytes_moved(ins, outs)),
+    doc="batch_norm with the batch's statistics (training); also the updated running statistics",
+))
+
+
+def _bn_grad_infer(types, a):
+    dy, x, scale, mean, invstd = types
+    expect(dy == x, f"dy {dy} must match x {x}")
+    _bn_infer([x, scale, scale, mean, invstd], a)
+    return [x, scale, scale]
+
+
+def _bn_grad_ref(xs, a):
+    """With xhat = (x - mean) * invstd over the m values of a channel:
+    dbias = sum dy, dscale = sum dy * xhat, dx = scale * invstd / m * (m dy - dbias - xhat dscale)."""
+    dy, x, scale, mean, invstd = (v.astype(np.float64) for v in xs)
+    axes = _channel_axes(x)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    m = x.size // x.shape[1]
+    xhat = (x - mean.reshape(shape)) * invstd.reshape(shape)
+    dbias = dy.sum(axis=axes)
+    dscale = (dy * xhat).sum(axis=axes)
+    dx = (scale * invstd).reshape(shape) / m * (m * dy - dbias.reshape(shape) - xhat * dscale.reshape(shape))
+    dt = xs[0].dtype
+    return [dx.astype(dt), dscale.astype(dt), dbias.astype(dt)]
+
+
+register(OpDef(
+    name="batch_norm_grad", family="norm", inputs=("dy", "x", "scale", "mean", "invstd"),
+    outputs=("dx", "dscale", "dbias"), attrs={},
+    infer=_bn_grad_infer, reference=_bn_grad_ref,
+    cost=lambda ins, outs, a: Cost(0, 8 * ins[0].numel, bytes_moved(ins, outs)),
+    doc="gradients of batch_norm_train with respect to x, scale and bias",
+))
+
+
+def _softmax_grad_infer(types, a):
+    dy, y = types
+    expect(dy == y, f"dy {dy} must match y {y}")
+    return _same_float([y], a)
+
+
+def _softmax_grad_ref(xs, a):
+    """softmax: dx = y * (dy - sum(dy * y)); log_softmax: dx = dy - exp(y) * sum(dy)."""
+    dy, y = (v.astype(np.float64) for v in xs)
+    ax = a["axis"]
+    if a["log"]:
+        dx = dy - np.exp(y) * dy.sum(axis=ax, keepdims=True)
+    else:
+        dx = y * (dy - (dy * y).sum(axis=ax, keepdims=True))
+    return [dx.astype(xs[0].dtype)]
+
+
+register(OpDef(
+    name="softmax_grad", family="norm", inputs=("dy", "y"), outputs=("dx",),
+    attrs={"axis": Attr("int", -1), "log": Attr("bool", False)},
+    infer=_softmax_grad_infer, reference=_softmax_grad_ref, show=("axis", "log"),
+    cost=lambda ins, outs, a: Cost(0, 4 * outs[0].numel, bytes_moved(ins, outs)),
+    doc="gradient of softmax (or log_softmax when `log`) from its output y",
+))

@@ -87,6 +87,7 @@ register(OpDef(
     name="maxpool2d", family="pool", inputs=("x",), outputs=("y",),
     attrs=_WINDOW_ATTRS,
     infer=_max_infer, reference=_max_ref, layouts=frozenset({"", "NCHW16c"}), layout_policy="same", cost=_window_cost, show=("kernel", "stride", "pads"),
+    grad=lambda ctx, node, dys: ctx.emit("maxpool2d_grad", [node.inputs[0], dys[0]], node.attrs, base="d" + node.inputs[0]),
     doc="max over each window; padding never wins",
 ))
 
@@ -124,6 +125,8 @@ register(OpDef(
     name="avgpool2d", family="pool", inputs=("x",), outputs=("y",),
     attrs={**_WINDOW_ATTRS, "count_include_pad": Attr("bool", False)},
     infer=_infer, reference=_avg_ref, layouts=frozenset({"", "NCHW16c"}), layout_policy="same", cost=_window_cost, show=("kernel", "stride", "pads"),
+    grad=lambda ctx, node, dys: ctx.emit("avgpool2d_grad", [dys[0]], {
+        **node.attrs, "input_hw": ctx.type(node.inputs[0]).shape[2:]}, base="d" + node.inputs[0]),
     doc="mean over each window; the divisor counts padding only if count_include_pad",
 ))
 
@@ -134,9 +137,24 @@ def _global_infer(types, a):
     return [TensorType(x.dtype, (*x.shape[:2], *[1] * (x.rank - 2)))]
 
 
-def _global(name, fn, doc):
+def _global_avg_grad(ctx, node, dys):
+    """Each position gets dy / (H*W): dy [N,C,1,1] times a constant [1,1,H,W] broadcasts."""
+    t = ctx.type(node.inputs[0])
+    spatial = t.shape[2:]
+    k = ctx.const(np.full((1, 1, *spatial), 1.0 / int(np.prod(spatial)), t.np_dtype), "inv_area")
+    return ctx.emit("mul", [dys[0], k], base="d" + node.inputs[0])
+
+
+def _global_max_grad(ctx, node, dys):
+    t = ctx.type(node.inputs[0])
+    if t.rank != 4:
+        return ctx.unsupported(node, "global_maxpool gradients are built for 4-D inputs")
+    return ctx.emit("maxpool2d_grad", [node.inputs[0], dys[0]], {"kernel": t.shape[2:]}, base="d" + node.inputs[0])
+
+
+def _global(name, fn, doc, grad):
     register(OpDef(
-        name=name, family="pool", inputs=("x",), outputs=("y",), attrs={},
+        name=name, family="pool", inputs=("x",), outputs=("y",), attrs={}, grad=grad,
         infer=_global_infer, layouts=frozenset({"", "NCHW16c"}), layout_policy="free",
         reference=lambda xs, a: [fn(xs[0], axis=tuple(range(2, xs[0].ndim)), keepdims=True).astype(xs[0].dtype)],
         cost=lambda ins, outs, a: Cost(0, ins[0].numel, bytes_moved(ins, outs)),
@@ -144,5 +162,59 @@ def _global(name, fn, doc):
     ))
 
 
-_global("global_avgpool", np.mean, "mean over all spatial positions, keeping 1x1")
-_global("global_maxpool", np.max, "max over all spatial positions, keeping 1x1")
+_global("global_avgpool", np.mean, "mean over all spatial positions, keeping 1x1", _global_avg_grad)
+_global("global_maxpool", np.max, "max over all spatial positions, keeping 1x1", _global_max_grad)
+
+
+# -- training: pooling gradients --------------------------------------------------------------
+def _pool_grad_infer(x: TensorType, dy: TensorType, a) -> list[TensorType]:
+    expect(dy.dtype == x.dtype and dy.dtype in FLOAT_DTYPES, f"dy {dy} must be a float tensor like {x}")
+    want = (*x.shape[:2], *_out_hw(x, a))
+    expect(dy.shape == want, f"dy {dy} is not the pooled shape {list(want)} of {x}")
+    return [x]
+
+
+def _max_grad_ref(xs, a):
+    """dy goes to each window's first maximum (the one maxpool2d_argmax names); overlapping
+    windows add up."""
+    x, dy = xs
+    idx = _argmax_ref([x], {**a, "storage_order": 0})[0]
+    dx = np.zeros(x.size, np.float64)
+    np.add.at(dx, idx.ravel(), dy.ravel())
+    return [dx.reshape(x.shape).astype(x.dtype)]
+
+
+register(OpDef(
+    name="maxpool2d_grad", family="pool", inputs=("x", "dy"), outputs=("dx",), attrs=_WINDOW_ATTRS,
+    infer=lambda types, a: _pool_grad_infer(types[0], types[1], a), reference=_max_grad_ref,
+    cost=_window_cost, show=("kernel", "stride", "pads"),
+    doc="gradient of maxpool2d: dy added at each window's first maximum in x",
+))
+
+
+def _avg_grad_infer(types, a):
+    (dy,) = types
+    expect(dy.rank == 4, f"dy must be 4-D, got {dy}")
+    return _pool_grad_infer(TensorType(dy.dtype, (*dy.shape[:2], *a["input_hw"])), dy, a)
+
+
+def _avg_grad_ref(xs, a):
+    """avgpool2d is linear: its gradient is the transpose of its matrix, found here by pulling
+    dy back through the reference forward's own window sums."""
+    (dy,) = xs
+    n, c = dy.shape[:2]
+    h, w = a["input_hw"]
+    fwd = {k: v for k, v in a.items() if k != "input_hw"}
+    # weight of input (i, j) in window o: the forward of a one-hot image, batched over positions
+    eye = np.eye(h * w, dtype=np.float64).reshape(h * w, 1, h, w)
+    basis = _avg_ref([eye], fwd)[0].reshape(h * w, -1)  # [H*W, OH*OW]
+    dx = dy.reshape(n * c, -1).astype(np.float64) @ basis.T
+    return [dx.reshape(n, c, h, w).astype(dy.dtype)]
+
+
+register(OpDef(
+    name="avgpool2d_grad", family="pool", inputs=("dy",), outputs=("dx",),
+    attrs={**_WINDOW_ATTRS, "count_include_pad": Attr("bool", False), "input_hw": Attr("ints", length=2)},
+    infer=_avg_grad_infer, reference=_avg_grad_ref, cost=_window_cost, show=("kernel", "stride", "pads"),
+    doc="gradient of avgpool2d: each window's dy / its divisor, spread over the window",
+))

@@ -12,6 +12,10 @@ def _copy_cost(ins, outs, a):
     return Cost(0, 0, bytes_moved(ins[:1], outs))
 
 
+def _reshape_back(ctx, node, dys):
+    return ctx.emit("reshape", [dys[0]], {"shape": ctx.type(node.inputs[0]).shape}, base="d" + node.inputs[0])
+
+
 def _flatten_infer(types, a):
     (x,) = types
     axis = a["axis"] + x.rank if a["axis"] < 0 else a["axis"]
@@ -26,7 +30,7 @@ def _flatten_ref(xs, a):
 
 register(OpDef(
     name="flatten", family="shape", inputs=("x",), outputs=("y",),
-    attrs={"axis": Attr("int", 1)}, infer=_flatten_infer, reference=_flatten_ref,
+    attrs={"axis": Attr("int", 1)}, infer=_flatten_infer, reference=_flatten_ref, grad=_reshape_back,
     cost=_copy_cost, show=("axis",),
     doc="2-D view: dimensions before `axis` become rows, the rest columns",
 ))
@@ -54,7 +58,7 @@ register(OpDef(
     attrs={"shape": Attr("ints", doc="target shape; one -1 is inferred")},
     infer=_reshape_infer,
     reference=lambda xs, a: [xs[0].reshape(resolve_shape(xs[0].size, a["shape"])).copy()],
-    cost=_copy_cost, show=("shape",),
+    cost=_copy_cost, show=("shape",), grad=_reshape_back,
     doc="same elements in row-major order, new shape",
 ))
 
@@ -71,6 +75,8 @@ register(OpDef(
     attrs={"perm": Attr("ints", ())}, infer=_transpose_infer,
     reference=lambda xs, a: [np.ascontiguousarray(np.transpose(xs[0], a["perm"] or None))],
     cost=_copy_cost, show=("perm",),
+    grad=lambda ctx, node, dys: ctx.emit("transpose", [dys[0]], {"perm": tuple(np.argsort(
+        node.attrs["perm"] or tuple(reversed(range(ctx.type(node.inputs[0]).rank)))))}, base="d" + node.inputs[0]),
     doc="permute axes: y.shape[i] = x.shape[perm[i]] (empty perm reverses)",
 ))
 
@@ -140,4 +146,35 @@ register(OpDef(
     infer=lambda types, a: [types[0]], reference=lambda xs, a: [xs[0].copy()], cost=_copy_cost,
     layouts=frozenset({"", "NHWC", "NCHW8c", "NCHW16c"}), layout_policy="free",
     doc="the same tensor in another memory layout (its output's type names the layout)",
+))
+
+
+def _reduce_infer(types, a):
+    (x,) = types
+    axes = tuple(ax + x.rank if ax < 0 else ax for ax in a["axes"])
+    expect(all(0 <= ax < x.rank for ax in axes) and len(set(axes)) == len(axes),
+           f"axes {list(a['axes'])} are not distinct axes of {x}")
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if a["keepdims"] or i not in axes)
+    return [TensorType(x.dtype, shape)]
+
+
+def _reduce_sum_grad(ctx, node, dys):
+    """Every summed element gets dy: dy (kept dims) times ones of x's shape broadcasts."""
+    x = ctx.type(node.inputs[0])
+    dy = dys[0]
+    if not node.attrs["keepdims"]:
+        kept = _reduce_infer([x], {**node.attrs, "keepdims": True})[0].shape
+        (dy,) = ctx.emit("reshape", [dy], {"shape": kept}, base="d" + node.inputs[0])
+    return ctx.emit("mul", [dy, ctx.const(np.ones(x.shape, x.np_dtype), "ones")], base="d" + node.inputs[0])
+
+
+register(OpDef(
+    name="reduce_sum", family="shape", inputs=("x",), outputs=("y",),
+    attrs={"axes": Attr("ints"), "keepdims": Attr("bool", False)}, infer=_reduce_infer,
+    reference=lambda xs, a: [np.asarray(xs[0].sum(axis=tuple(a["axes"]), keepdims=a["keepdims"],
+                                                  dtype=np.float64 if xs[0].dtype.kind == "f" else None)
+                                        ).astype(xs[0].dtype)],
+    cost=lambda ins, outs, a: Cost(0, ins[0].numel, bytes_moved(ins, outs)), show=("axes",),
+    grad=lambda ctx, node, dys: _reduce_sum_grad(ctx, node, dys),
+    doc="sum over `axes` (summed in float64 for float tensors)",
 ))

@@ -44,8 +44,32 @@ def _cost(ins, outs, a):
     return Cost(nnz * cols, 2 * nnz * cols, bytes_moved(ins, outs))
 
 
+def csr_transpose(indptr, indices, data, cols: int):
+    """CSR of the transposed matrix (a stable counting sort of the entries by column)."""
+    rows = len(indptr) - 1
+    row_of = np.repeat(np.arange(rows), np.diff(indptr))
+    order = np.argsort(indices, kind="stable")
+    t_indptr = np.zeros(cols + 1, indptr.dtype)
+    np.cumsum(np.bincount(indices, minlength=cols), out=t_indptr[1:])
+    return t_indptr, row_of[order].astype(indices.dtype), data[order].copy()
+
+
+def _spmm_grad(ctx, node, dys):
+    """d x = A^T dy. A^T is built once, at compile time, so the adjacency must be constant;
+    gradients for the adjacency's own values are not built."""
+    indptr, indices, data, x = node.inputs
+    if ctx.needs(node, 2):
+        return ctx.unsupported(node, "gradients for the adjacency values (trainable edge weights) are not built")
+    arrays = [ctx.const_data(v) for v in (indptr, indices, data)]
+    if any(arr is None for arr in arrays):
+        return ctx.unsupported(node, "spmm's gradient needs a constant adjacency (indptr, indices, data params)")
+    t = csr_transpose(*arrays, ctx.type(x).shape[0])
+    names = [ctx.const(arr, base) for arr, base in zip(t, ("indptr_t", "indices_t", "data_t"), strict=True)]
+    return [None, None, None, ctx.emit("spmm", [*names, dys[0]], base="d" + x)[0]]
+
+
 register(OpDef(
     name="spmm", family="sparse", inputs=("indptr", "indices", "data", "x"), outputs=("y",),
-    attrs={}, infer=_infer, reference=lambda xs, a: [spmm_reference(*xs)], cost=_cost,
+    attrs={}, infer=_infer, reference=lambda xs, a: [spmm_reference(*xs)], cost=_cost, grad=_spmm_grad,
     doc="CSR(indptr, indices, data) @ x",
 ))
