@@ -6,7 +6,7 @@
     (logits,) = exe.run({"input": x})
 """
 
-from . import errors, ir, optim, passes
+from . import data, errors, ir, optim, passes
 from .api import TARGETS, compile, load_model
 from .frontend import Builder, models
 from .frontend.onnx import from_onnx
@@ -22,6 +22,7 @@ __all__ = [
            "Executable",
            "Graph",
            "compile",
+           "data",
            "errors",
            "format_graph",
            "from_onnx",

@@ -11,6 +11,7 @@ from .frontend.onnx import from_onnx
 from .ir import Graph
 from .ir.errors import UnsupportedError
 from .passes import PIPELINES, autodiff, run_passes, stateful_forward
+from .passes.autodiff import LOSSES, split_state
 from .runtime import Executable, interpret
 from .runtime.arena import ArenaRunner
 from .runtime.trainer import Trainer
@@ -86,6 +87,9 @@ def _compile_train(graph: Graph, target, dump_dir, threads, skip, loss, optimize
     from . import optim
 
     optimizer = optimizer if optimizer is not None else optim.SGD(lr=0.01)
+    if loss not in LOSSES:
+        raise UnsupportedError(f"unknown loss {loss!r}; losses: {', '.join(LOSSES)}")
+    split_state(graph, frozen)  # unknown frozen names fail here, before any pass runs
     if masked is None:
         masked = any(n.op == "spmm" for n in graph.nodes)
     built = {}

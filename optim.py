@@ -117,5 +117,5 @@ class Adam:
         return np.array([lr / (1 - b1 ** t), 1 / math.sqrt(1 - b2 ** t), lr], np.float32)
 
 
-def AdamW(lr: float = 1e-3, weight_decay: float = 1e-2, **kw) -> Adam:  # noqa: N802 (a constructor)
+def AdamW(lr: float = 1e-3, weight_decay: float = 1e-2, **kw) -> Adam:
     return Adam(lr=lr, weight_decay=weight_decay, decoupled=True, **kw)

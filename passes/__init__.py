@@ -6,7 +6,7 @@ pass manager verifies the graph after each one (see manager.py).
 
 from __future__ import annotations
 
-from .autodiff import TrainingGraph, autodiff, stateful_forward
+from .autodiff import TrainingGraph, autodiff, stateful_forward, vjp
 from .cse import eliminate_common_subexpressions
 from .dead_code import eliminate_dead_code
 from .fold_constants import fold_constants, freeze_params
@@ -71,12 +71,11 @@ def pipeline(target: str, mode: str) -> list[Pass]:
 __all__ = [
     "AUTODIFF",
     "PIPELINES",
-    "TrainingGraph",
-    "autodiff",
-    "stateful_forward",
     "Pass",
     "PassError",
     "PassRecord",
+    "TrainingGraph",
+    "autodiff",
     "buffer_stats",
     "eliminate_common_subexpressions",
     "eliminate_dead_code",
@@ -91,5 +90,7 @@ __all__ = [
     "reuse_buffers",
     "run_passes",
     "select_layout",
+    "stateful_forward",
+    "vjp",
     "with_input_shapes",
 ]

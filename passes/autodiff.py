@@ -46,6 +46,7 @@ class TrainingGraph:
     state: dict
     updates: dict
     trainable: tuple[str, ...]
+    grads: dict  # trainable param -> the output carrying its gradient (with expose_grads)
 
 
 class _Context:
@@ -103,7 +104,7 @@ def _training_forms(nodes, types, taken, step_name):
     uses_step = False
     for n in nodes:
         if n.op == "batch_norm":
-            x, scale, bias, mean, var = n.inputs
+            x, _, _, mean, var = n.inputs
             c = TensorType(types[x].dtype, (types[x].shape[1],))
             extra = [Value(fresh_name(f"{n.outputs[0].name}.{s}", taken), c)
                      for s in ("mean", "invstd", "running_mean", "running_var")]
@@ -172,10 +173,11 @@ def _ops():
 
 
 def autodiff(g: Graph, optimizer, loss: str = "softmax_cross_entropy", frozen: Iterable[str] = (),
-             masked: bool = False, label_dtype: str = "i64") -> TrainingGraph:
+             masked: bool = False, label_dtype: str = "i64", expose_grads: bool = False) -> TrainingGraph:
     """The training step graph of `g` (see the module docstring). `optimizer` supplies `op`,
     `attrs`, `slots` (per-param state names) and `hyper_size`; `frozen` names params (or name
-    prefixes ending in '.') that stay fixed; `masked` adds a bool `mask` input for the loss."""
+    prefixes ending in '.') that stay fixed; `masked` adds a bool `mask` input for the loss;
+    `expose_grads` appends each trainable param's gradient to the outputs."""
     if loss not in LOSSES:
         raise UnsupportedError(f"unknown loss {loss!r}; losses: {', '.join(LOSSES)}")
     taken = set(g.values)
@@ -238,12 +240,40 @@ def autodiff(g: Graph, optimizer, loss: str = "softmax_cross_entropy", frozen: I
 
     step_in = [Value(step_name, TensorType("i64", (1,)))] if uses_step else []
     inputs = (*g.inputs, labels, *([mask] if mask else []), hyper, *step_in, *state_inputs)
-    outputs = (loss_v.name, *g.outputs, *updates.values())
+    exposed = {p: grads[p] for p in (t.name for t in trainable) if expose_grads and p in grads}
+    outputs = (loss_v.name, *g.outputs, *updates.values(), *exposed.values())
     graph = Graph(f"{g.name}.train", inputs, (*nodes, *ctx.nodes), outputs, (*consts, *ctx.params))
     note(f"{len(trainable)} trainable param(s), {len(buffers)} buffer(s), {len(ctx.nodes)} backward and "
          f"update node(s); optimizer {optimizer.op}; loss {loss}")
     return TrainingGraph(graph, labels.name, mask.name if mask else None, hyper.name,
-                         step_name if uses_step else None, state, updates, tuple(p.name for p in trainable))
+                         step_name if uses_step else None, state, updates, tuple(p.name for p in trainable),
+                         exposed)
+
+
+def vjp(g: Graph, wrt: Sequence[str]) -> Graph:
+    """The vector-Jacobian product of `g`'s first output: a graph with one more input, `dy` (the
+    cotangent, typed like the output; none when the output is a scalar loss, whose gradient is
+    one), whose outputs are the gradients of sum(output * dy) with respect to the values `wrt`
+    (graph inputs or params). Gradient rules are tested through this against finite differences."""
+    taken = set(g.values)
+    types = {name: v.type for name, v in g.values.items()}
+    out_t = types[g.outputs[0]]
+    consts = {p.name: p.data for p in g.params}
+    ctx = _Context(types, consts, taken, _reachable(list(g.nodes), set(wrt)), "")
+    if out_t.rank == 0:
+        ctx.seed = ctx.const(np.ones((), out_t.np_dtype), "dloss")
+        extra = ()
+    else:
+        extra = (Value(fresh_name("dy", taken), out_t),)
+        ctx.seed = extra[0].name
+        types[ctx.seed] = out_t
+    ctx.needs_grad |= set(wrt)
+    grads = _backward(ctx, list(g.nodes), g.outputs[0])
+    missing = [w for w in wrt if w not in grads]
+    if missing:
+        raise UnsupportedError(f"no gradient reaches {missing} from {g.outputs[0]!r}")
+    return Graph(f"{g.name}.vjp", (*g.inputs, *extra), (*g.nodes, *ctx.nodes), tuple(grads[w] for w in wrt),
+                 (*g.params, *ctx.params))
 
 
 def stateful_forward(g: Graph, frozen: Iterable[str] = ()) -> Graph:

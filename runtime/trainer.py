@@ -59,7 +59,7 @@ class Trainer:
             run[self.spec.step] = np.array([self.steps], np.int64)
         outs = self._step_exe.run(run)
         n_model = len(self.forward.outputs)
-        for name, new in zip(self.spec.updates, outs[1 + n_model:], strict=True):
+        for name, new in zip(self.spec.updates, outs[1 + n_model: 1 + n_model + len(self.spec.updates)], strict=True):
             self.state[name] = new
         self.last_outputs = outs[1:1 + n_model]
         self.steps += 1

@@ -251,7 +251,7 @@ def dropout_keep(seed: int, step: int, n: int, ratio: float) -> np.ndarray:
     """Which of n elements dropout keeps at this step: a splitmix64 hash of (seed, step, index)
     gives 24 uniform bits per element; kept when u >= ratio."""
     with np.errstate(over="ignore"):
-        key = _mix64(np.array([seed * _GOLDEN + step], dtype=np.uint64))
+        key = _mix64(np.array([(seed * _GOLDEN + step) % 2**64], dtype=np.uint64))
         z = _mix64(key + np.arange(1, n + 1, dtype=np.uint64) * np.uint64(_GOLDEN))
     u = (z >> np.uint64(40)).astype(np.float64) * 2.0 ** -24
     return u >= ratio

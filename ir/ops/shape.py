@@ -94,11 +94,28 @@ def _concat_infer(types, a):
     return [TensorType(first.dtype, first.shape[:axis] + (total,) + first.shape[axis + 1:])]
 
 
+def _concat_grad(ctx, node, dys):
+    """Each input's gradient is its slab of dy, cut out by a pad with negative widths."""
+    t = ctx.type(node.outputs[0].name)
+    axis = node.attrs["axis"] % t.rank
+    out, start = [], 0
+    for i, name in enumerate(node.inputs):
+        size = ctx.type(name).shape[axis]
+        if ctx.needs(node, i):
+            pads = [0] * (2 * t.rank)
+            pads[axis], pads[t.rank + axis] = -start, -(t.shape[axis] - start - size)
+            out.append(ctx.emit("pad", [dys[0]], {"pads": pads}, base="d" + name)[0])
+        else:
+            out.append(None)
+        start += size
+    return out
+
+
 register(OpDef(
     name="concat", family="shape", inputs=("x*",), outputs=("y",),
     attrs={"axis": Attr("int")}, infer=_concat_infer,
     reference=lambda xs, a: [np.concatenate(xs, axis=a["axis"])],
-    cost=lambda ins, outs, a: Cost(0, 0, bytes_moved(ins, outs)), show=("axis",),
+    cost=lambda ins, outs, a: Cost(0, 0, bytes_moved(ins, outs)), show=("axis",), grad=_concat_grad,
     doc="join along `axis`",
 ))
 
@@ -131,12 +148,19 @@ def _pad_ref(xs, a):
     return [np.pad(x, width, mode=a["mode"])]
 
 
+def _pad_grad(ctx, node, dys):
+    """Constant padding: the gradient is dy with the padding cut off (a pad by minus the widths)."""
+    if node.attrs["mode"] != "constant":
+        return ctx.unsupported(node, f"gradients of {node.attrs['mode']} padding are not built (constant only)")
+    return ctx.emit("pad", [dys[0]], {"pads": tuple(-p for p in node.attrs["pads"])}, base="d" + node.inputs[0])
+
+
 register(OpDef(
     name="pad", family="shape", inputs=("x",), outputs=("y",),
     attrs={"pads": Attr("ints", doc="begin of every axis, then end of every axis"),
            "mode": Attr("str", "constant", choices=("constant", "reflect", "edge", "wrap")),
            "value": Attr("float", 0.0)},
-    infer=_pad_infer, reference=_pad_ref, cost=_copy_cost, show=("pads",),
+    infer=_pad_infer, reference=_pad_ref, cost=_copy_cost, show=("pads",), grad=_pad_grad,
     doc="pad (or crop, for negative pads) every axis",
 ))
 
