@@ -4,6 +4,7 @@
     kiln compile zoo:resnet18 --dump-ir dump/
     kiln run zoo:lenet5 --input input=x.npy [--output out.npz]
     kiln export-onnx zoo:resnet18 resnet18.onnx [--after eliminate_dead_code] [--opset 17]
+    kiln train zoo:lenet5 --data digits --epochs 8 --target cpu [--checkpoint ck.npz] [--resume ck.npz]
 """
 
 from __future__ import annotations
@@ -151,6 +152,75 @@ def cmd_export_onnx(args) -> int:
     return 0
 
 
+DATASETS = ("digits", "karate", "synthetic")
+DEFAULT_DATA = {"lenet5": "digits", "gcn_karate": "karate"}
+
+
+def _train_data(args, g):
+    """(train, test) for the chosen data set, checked against the model's input."""
+    from . import data
+
+    name = args.data or DEFAULT_DATA.get(args.model.removeprefix("zoo:"), "synthetic")
+    if name == "digits":
+        sets = data.digits(seed=args.seed)
+    elif name == "karate":
+        sets = data.karate()
+    else:
+        shape = g.inputs[0].type.shape
+        classes = g.type_of(g.outputs[0]).shape[-1]
+        sets = (data.synthetic_images(args.examples, classes, shape[1:], seed=args.seed),
+                data.synthetic_images(max(shape[0], args.examples // 4), classes, shape[1:], seed=args.seed + 1))
+    want, got = g.inputs[0], sets[0].x.shape[1:]
+    if sets[0].input_name != want.name or tuple(want.type.shape[1:]) != got:
+        raise UnsupportedError(f"data set {name!r} gives {sets[0].input_name!r} of shape [*, {', '.join(map(str, got))}]"
+                               f"; the model takes {want.name!r}: {want.type}")
+    return name, sets
+
+
+def _progress(done: int, total: int, loss: float, width: int = 30) -> None:
+    if sys.stderr.isatty():
+        fill = int(width * done / max(total, 1))
+        print(f"\r  [{'#' * fill}{'.' * (width - fill)}] {done}/{total} loss {loss:.4f}", end="", file=sys.stderr)
+
+
+def cmd_train(args) -> int:
+    from . import data, optim
+
+    g = _model(args)
+    name, (train, test) = _train_data(args, g)
+    opt = (optim.Adam(args.lr or 1e-3, weight_decay=args.weight_decay) if args.optimizer == "adam" else
+           optim.SGD(args.lr or 0.05, momentum=args.momentum, weight_decay=args.weight_decay))
+    t0 = time.perf_counter()
+    trainer = compile(g, target=args.target, mode="train", optimizer=opt)
+    print(f"compiled {g.name} for training on {args.target} in {time.perf_counter() - t0:.1f} s; "
+          f"data {name}: {len(train)} train / {len(test)} test")
+    start = 0
+    if args.resume:
+        saved = dict(np.load(args.resume))
+        start = int(saved.pop("__epoch__"))
+        trainer.load_state_dict(saved)
+        print(f"resumed from {args.resume} after epoch {start}")
+    batch = g.inputs[0].type.shape[0]
+    aug = data.Augment(crop_pad=args.crop_pad, flip=args.flip) if args.crop_pad or args.flip else None
+    for epoch in range(start, args.epochs):
+        t0, losses = time.perf_counter(), []
+        feeds = list(data.batches(train, batch, seed=args.seed * 1000 + epoch, augment=aug))
+        for i, f in enumerate(feeds, 1):
+            losses.append(trainer.step(f))
+            _progress(i, len(feeds), losses[-1])
+        result = data.evaluate(trainer, test)
+        if sys.stderr.isatty():
+            print("\r", end="", file=sys.stderr)
+        print(f"epoch {epoch + 1}/{args.epochs}: train loss {np.mean(losses):.4f}, test loss {result['loss']:.4f}, "
+              f"test accuracy {result['accuracy']:.2%} ({time.perf_counter() - t0:.1f} s)")
+        if args.checkpoint:
+            np.savez(args.checkpoint, __epoch__=epoch + 1, **trainer.state_dict())
+    if args.out:
+        save_onnx(trainer.inference_graph(), args.out)
+        print(f"wrote the trained model to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kiln", description="kiln: compile neural-network graphs to kernels")
     sub = p.add_subparsers(dest="command", required=True)
@@ -181,6 +251,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first run the reference inference pipeline up to and including PASS")
     c.add_argument("--opset", type=int, default=17, help="ONNX opset to export (13 or newer; default 17)")
     c.set_defaults(fn=cmd_export_onnx)
+    c = model_cmd("train", "train a model on a bundled data set, with checkpoints")
+    c.add_argument("--data", choices=DATASETS, help="digits (lenet5), karate (gcn_karate) or synthetic images "
+                   "(default: the model's own, else synthetic)")
+    c.add_argument("--epochs", type=int, default=5)
+    c.add_argument("--target", default="cpu", help=f"one of {', '.join(TARGETS)}")
+    c.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    c.add_argument("--lr", type=float, help="learning rate (default 0.05 for sgd, 0.001 for adam)")
+    c.add_argument("--momentum", type=float, default=0.9)
+    c.add_argument("--weight-decay", type=float, default=0.0)
+    c.add_argument("--crop-pad", type=int, default=0, help="augment: random crops after padding this much")
+    c.add_argument("--flip", action="store_true", help="augment: random horizontal flips")
+    c.add_argument("--examples", type=int, default=512, help="synthetic data: number of training images")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--checkpoint", metavar="FILE.npz", help="save the state after every epoch")
+    c.add_argument("--resume", metavar="FILE.npz", help="continue from a checkpoint")
+    c.add_argument("--out", metavar="OUT.onnx", help="write the trained model as ONNX")
+    c.set_defaults(fn=cmd_train)
     return p
 
 

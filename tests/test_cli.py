@@ -77,3 +77,25 @@ def test_onnx_files_work_wherever_zoo_names_do(tmp_path, capsys):
     (ours,) = kiln.interpret(g, {"input": x})
     (ref,) = kiln.interpret(kiln.models.lenet5(batch=2), {"input": x})
     np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_train_checkpoints_resumes_and_exports(tmp_path, capsys):
+    ck, out = tmp_path / "ck.npz", tmp_path / "trained.onnx"
+    assert main(["train", "zoo:gcn_karate", "--target", "reference", "--optimizer", "adam", "--lr", "0.01",
+                 "--epochs", "2", "--checkpoint", str(ck)]) == 0
+    first = capsys.readouterr().out
+    assert "epoch 2/2: train loss" in first and "test accuracy" in first
+    assert main(["train", "zoo:gcn_karate", "--target", "reference", "--optimizer", "adam", "--lr", "0.01",
+                 "--epochs", "3", "--resume", str(ck)]) == 0
+    resumed = capsys.readouterr().out
+    assert "resumed from" in resumed and "epoch 3/3" in resumed and "epoch 1/" not in resumed
+    assert int(np.load(ck)["__epoch__"]) == 2
+    assert main(["train", "zoo:lenet5", "--data", "synthetic", "--examples", "8", "--batch", "4", "--epochs", "1",
+                 "--target", "reference", "--out", str(out)]) == 0
+    g = kiln.from_onnx(out)
+    assert g.type_of(g.outputs[0]).shape == (4, 10)
+
+
+def test_train_rejects_data_that_does_not_fit_the_model(capsys):
+    assert main(["train", "zoo:resnet20", "--data", "digits", "--target", "reference"]) == 2
+    assert "the model takes 'input': f32[1,3,32,32]" in capsys.readouterr().err
