@@ -234,3 +234,14 @@ def test_resnet20_loss_falls_steadily():
     epochs = [np.mean([tr.step(f) for f in kiln.data.batches(data, 16, seed=e)]) for e in range(6)]
     assert all(b < a for a, b in itertools.pairwise(epochs[1:])), epochs  # falling after the first epoch
     assert epochs[-1] < 0.3 * epochs[0], epochs
+
+
+def test_test_time_augmentation_averages_the_views():
+    data = kiln.data.synthetic_images(6, classes=3, shape=(2, 8, 8), seed=4)
+    tr = kiln.compile(small_cnn(), mode="train")
+    tr.step({"input": data.x[:4], "labels": data.labels[:4]})
+    plain = kiln.data.predict_probs(tr, data)
+    flipped = kiln.data.predict_probs(tr, kiln.data.Dataset(kiln.data.hflip(data.x), data.labels))
+    np.testing.assert_allclose(kiln.data.predict_probs(tr, data, [kiln.data.hflip]), (plain + flipped) / 2, rtol=1e-6)
+    assert plain.shape == (6, 3)  # 6 examples through a batch-4 model: the last chunk is padded
+    np.testing.assert_allclose(plain.sum(axis=1), 1.0, rtol=1e-6)
