@@ -107,6 +107,11 @@ def _argmax_ref(xs, a):
     kh, kw = a["kernel"]
     oh, ow = cols.shape[4:]
     k = cols.reshape(n, c, kh * kw, oh, ow).argmax(axis=2)
+    # a window whose real cells all hold the lowest value ties with its padding, and argmax
+    # would name a padding cell (outside the plane): take the window's first real cell instead
+    real = _windows(np.ones((1, 1, h, w), np.int8), a, 0)[0].reshape(kh * kw, oh, ow)
+    in_padding = real[k, np.arange(oh)[:, None], np.arange(ow)] == 0
+    k = np.where(in_padding, real.argmax(axis=0), k)
     (sh, sw), (dh, dw), (pt, pl, _, _) = a["stride"], a["dilation"], a["pads"]
     ih = np.arange(oh)[:, None] * sh - pt + (k // kw) * dh
     iw = np.arange(ow)[None, :] * sw - pl + (k % kw) * dw

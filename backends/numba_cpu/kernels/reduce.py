@@ -1,0 +1,89 @@
+"""reduce_sum over any axes: floats summed in float64 (as the reference), integers in int64
+(uint64 for u64; the cast back wraps as numpy's astype does), bools counted then tested.
+
+Axes of size 1 are dropped and neighbours of the same kind (kept or summed) merged, so x is
+[d0, d1, ...] with kinds alternating. The jobs own disjoint outputs:
+- last axis summed (bias gradients of a conv, axes (0, 2, 3): [N | C | H*W]): one job per
+  output, a scalar sum over the summed axes, whose innermost run is contiguous;
+- last axis kept (a linear layer's bias gradient, axes (0,): [N | K]): one job per output row
+  and block of up to 256 columns, a row of sums swept down the summed axes, so every read is
+  a contiguous run of the block.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ....ir import Node, TensorType
+from ....ir.types import FLOAT_DTYPES
+from .common import PARALLEL_MIN, KernelSource, nested_loops, plain_only, strides
+
+BLOCK = 256  # columns per job when the last axis is kept
+
+
+def _merged(x: TensorType, axes: set[int]) -> list[tuple[int, bool]]:
+    """(size, summed) per axis, size-1 axes dropped, runs of one kind merged."""
+    out: list[tuple[int, bool]] = []
+    for i, d in enumerate(x.shape):
+        if d == 1:
+            continue
+        if out and out[-1][1] == (i in axes):
+            out[-1] = (out[-1][0] * d, i in axes)
+        else:
+            out.append((d, i in axes))
+    return out
+
+
+def _accumulator(dtype: str) -> str:
+    return "np.float64" if dtype in FLOAT_DTYPES else "np.uint64" if dtype == "u64" else "np.int64"
+
+
+def _kept_index(kept: list[tuple[int, int]]) -> str:
+    """x offset of output row `ko`, from the kept axes' (size, x stride), outermost first."""
+    terms, inner = [], 1
+    for size, st in reversed(kept):
+        idx = "ko" if inner == 1 else f"(ko // {inner})"
+        idx = idx if inner * size == math.prod(s for s, _ in kept) else f"{idx} % {size}"
+        terms.append(idx if st == 1 else f"{idx} * {st}")
+        inner *= size
+    return " + ".join(reversed(terms)) or "0"
+
+
+def reduce_sum(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    x, y = ins[0], outs[0]
+    axes = {a % x.rank for a in node.attrs["axes"]} if x.rank else set()
+    dims = _merged(x, axes) or [(1, False)]
+    st = strides([d for d, _ in dims])
+    row = not dims[-1][1]  # the last axis is kept: sum rows of columns
+    width = dims[-1][0] if row else 1
+    kept = [(d, s) for (d, summed), s in zip(dims[:-1] if row else dims, st, strict=False) if not summed]
+    summed = [(d, s) for (d, is_summed), s in zip(dims, st, strict=True) if is_summed] or [(1, 0)]
+    blk = min(BLOCK, width)
+    blocks = -(-width // blk)
+    outer = math.prod(d for d, _ in kept)
+    jobs = outer * blocks
+    par = x.numel >= PARALLEL_MIN and jobs > 1
+    acc = _accumulator(x.dtype)
+    store = "acc != 0" if y.dtype == "bool" else "acc"
+    add = [f"for l in range({'w' if blocks > 1 else width}):", "    acc[l] += x[base + b + l]"] if row else \
+        ["acc += x[base + b]"]
+    loops = nested_loops([d for d, _ in summed], {"b": [s for _, s in summed]}, add, parallel=False, indent=2)
+    if row and blocks == 1:
+        head = ["ko = job", f"base = {_kept_index(kept)}", f"acc = np.zeros({width}, {acc})"]
+        tail = [f"for l in range({width}):", f"    y[ko * {width} + l] = {store.replace('acc', 'acc[l]')}"]
+    elif row:
+        head = [f"ko = job // {blocks}", f"l0 = (job % {blocks}) * {blk}", f"w = min({blk}, {width} - l0)",
+                f"base = {_kept_index(kept)} + l0", f"acc = np.zeros({blk}, {acc})"]
+        tail = ["for l in range(w):", f"    y[ko * {width} + l0 + l] = {store.replace('acc', 'acc[l]')}"]
+    else:
+        head = ["ko = job", f"base = {_kept_index(kept)}", f"acc = {acc}(0)"]
+        tail = [f"y[ko] = {store}"]
+    lines = ["def KERNEL(x, y):", f"    for job in {'prange' if par else 'range'}({jobs}):",
+             *("        " + s for s in head), *loops, *("        " + s for s in tail)]
+    shape = " x ".join(f"{'sum ' if s else ''}{d}" for d, s in dims)
+    how = f"rows of {width} in blocks of {blk}" if row else "one sum per output"
+    return KernelSource("\n".join(lines) + "\n", (node.inputs[0], node.outputs[0].name),
+                        f"reduce_sum over [{shape}], {how}", parallel=par)
+
+
+TEMPLATES = {"reduce_sum": plain_only(reduce_sum)}
