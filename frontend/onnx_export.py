@@ -187,6 +187,23 @@ def _spmm(ex: _Exporter, node: Node):
                         "ONNX has no sparse matrix product op")
 
 
+def _reduce_sum(ex: _Exporter, node: Node):
+    """ReduceSum (opset 13+: axes as an int64 input)."""
+    axes = ex.const(node, "axes", np.array(node.attrs["axes"], np.int64))
+    return "ReduceSum", [node.inputs[0], axes], {"keepdims": int(node.attrs["keepdims"])}
+
+
+def _training_only(ex: _Exporter, node: Node):
+    """Backward, loss and optimizer ops live in training step graphs, which are not exported."""
+    raise ex.fail(node, f"{node.op} belongs to a training step graph; export the trained model's "
+                        f"inference form (Trainer.inference_graph()) instead")
+
+
+TRAINING_ONLY = ("act_grad", "dropout_train", "conv2d_grad_input", "conv2d_grad_weight", "maxpool2d_grad",
+                 "avgpool2d_grad", "batch_norm_train", "batch_norm_grad", "softmax_grad", "softmax_cross_entropy",
+                 "softmax_cross_entropy_grad", "sgd_update", "adam_update")
+NOT_EXPORTABLE = frozenset({"spmm", *TRAINING_ONLY})
+
 CONVERTERS: dict[str, Converter] = {
     "conv2d": _conv,
     "batch_norm": _op("BatchNormalization", epsilon="epsilon", momentum="momentum"),
@@ -218,7 +235,9 @@ CONVERTERS: dict[str, Converter] = {
     "log_softmax": _op("LogSoftmax", axis="axis"),
     "lrn": _op("LRN", size="size", alpha="alpha", beta="beta", bias="bias"),
     "pad": _pad,
+    "reduce_sum": _reduce_sum,
     "spmm": _spmm,
+    **dict.fromkeys(TRAINING_ONLY, _training_only),
 }
 
 
@@ -263,7 +282,7 @@ def to_onnx(graph: Graph, opset: int = 17) -> onnx.ModelProto:
         convert = CONVERTERS.get(node.op)
         if convert is None:
             raise ex.fail(node, f"op {node.op!r} has no ONNX export; exportable ops: "
-                                f"{', '.join(sorted(set(CONVERTERS) - {'spmm'}))}")
+                                f"{', '.join(sorted(set(CONVERTERS) - NOT_EXPORTABLE))}")
         op_type, ins, attrs = convert(ex, node)
         ex.nodes.append(helper.make_node(op_type, ins, list(node.output_names), name=name, **attrs))
     onnx_graph = helper.make_graph(

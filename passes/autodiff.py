@@ -101,7 +101,7 @@ def _training_forms(nodes, types, taken, step_name):
     """batch_norm -> batch_norm_train, dropout -> dropout_train; returns the new nodes and, per
     running-statistics input, the value carrying its update."""
     out, running = [], {}
-    uses_step = False
+    uses_step, dropouts = False, 0
     for n in nodes:
         if n.op == "batch_norm":
             x, _, _, mean, var = n.inputs
@@ -113,7 +113,9 @@ def _training_forms(nodes, types, taken, step_name):
             running[mean], running[var] = extra[2].name, extra[3].name
         elif n.op == "dropout" and n.attrs["ratio"] > 0:
             mask = Value(fresh_name(f"{n.outputs[0].name}.mask", taken), n.outputs[0].type)
-            out.append(Node("dropout_train", (n.inputs[0], step_name), (n.outputs[0], mask), n.attrs, n.name))
+            dropouts += 1  # unseeded dropouts get distinct seeds, so equal-sized ones differ
+            attrs = {**n.attrs, "seed": n.attrs["seed"] or dropouts}
+            out.append(Node("dropout_train", (n.inputs[0], step_name), (n.outputs[0], mask), attrs, n.name))
             uses_step = True
         else:
             out.append(n)

@@ -85,17 +85,27 @@ class ImportContext:
     # -- nodes -------------------------------------------------------------------------------
     def emit(self, op: str, inputs: Sequence[str], attrs: dict | None = None, out: str | None = None) -> str:
         """Add one IR node (named after the ONNX node) and return its output's name."""
+        return self.emit_all(op, inputs, attrs, [out])[0]
+
+    def emit_all(self, op: str, inputs: Sequence[str], attrs: dict | None, outs: Sequence[str | None]) -> list[str]:
+        """Add one IR node with several outputs, named by `outs` (None: a fresh name)."""
         ins = [self.use(i) for i in inputs]
         try:
             canon = normalize_attrs(op, attrs)
-            (t,) = infer_types(op, [self.type(i) for i in ins], canon)
+            types = infer_types(op, [self.type(i) for i in ins], canon)
         except IRError as e:
             raise ConvertError(f"as kiln {op}: {e}") from None
-        if out is None:
-            out = self.fresh(f"{self.node_name or op}.{op}")
-        else:
-            self.names.add(out)
-        self.types[out] = t
-        self.defined.add(out)
-        self.nodes.append(Node(op, tuple(ins), (Value(out, t),), canon, self.node_name))
-        return out
+        if len(types) != len(outs):
+            raise ConvertError(f"as kiln {op}: {len(types)} output(s), the converter named {len(outs)}")
+        names = []
+        for i, (out, t) in enumerate(zip(outs, types, strict=True)):
+            if out is None:
+                out = self.fresh(f"{self.node_name or op}.{op}" + (f".{i}" if i else ""))
+            else:
+                self.names.add(out)
+            self.types[out] = t
+            self.defined.add(out)
+            names.append(out)
+        self.nodes.append(Node(op, tuple(ins), tuple(Value(n, t) for n, t in zip(names, types, strict=True)),
+                               canon, self.node_name))
+        return names

@@ -133,15 +133,20 @@ def global_maxpool(ctx: ImportContext, node: NodeView) -> list:
 @converter("BatchNormalization", since=1, attrs=("epsilon", "momentum", "spatial", "is_test",
                                                  "consumed_inputs", "training_mode"))
 def batch_norm(ctx: ImportContext, node: NodeView) -> list:
-    if node.attr("training_mode", 0):
-        raise ConvertError("training_mode=1 is not supported (inference imports only)")
+    """Inference form; with training_mode=1 (opset 14+), batch statistics and the updated
+    running statistics as outputs 2 and 3 (ONNX updates the variance with the biased one)."""
     if node.attr("spatial", 1) != 1:
         raise ConvertError("spatial=0 (per-activation statistics) is not supported")
-    _no_extra_outputs(ctx, node, "running statistics")
     x, scale, bias, mean, var = node.inputs[:5]
+    attrs = {"epsilon": node.attr("epsilon", 1e-5), "momentum": node.attr("momentum", 0.9)}
+    if node.attr("training_mode", 0):
+        running = [(list(node.outputs[1:3]) + ["", ""])[i] or None for i in range(2)]
+        names = ctx.emit_all("batch_norm_train", [x, scale, bias, mean, var],
+                             {**attrs, "unbiased_running_var": False}, [node.outputs[0], None, None, *running])
+        return [names[0], names[3], names[4]][:len(node.outputs)]
+    _no_extra_outputs(ctx, node, "running statistics")
     for stat in (mean, var):
         ctx.roles.setdefault(stat, "buffer")
-    attrs = {"epsilon": node.attr("epsilon", 1e-5), "momentum": node.attr("momentum", 0.9)}
     return [ctx.emit("batch_norm", [x, scale, bias, mean, var], attrs, out=node.outputs[0])]
 
 
@@ -159,7 +164,9 @@ def dropout(ctx: ImportContext, node: NodeView) -> list:
     if training and bool(ctx.value_of(training, "Dropout's training_mode")):
         ratio = float(ctx.value_of(node.input(1), "Dropout's ratio")) if node.input(1) else 0.5
         if ratio != 0:
-            raise ConvertError("training_mode=True is not supported (inference imports only)")
+            raise ConvertError("training_mode=True with a ratio above 0 (a random mask) is not imported; import "
+                               "the inference form and train with kiln.compile(mode='train'), whose dropout "
+                               "masks are seeded")
     y = ctx.emit("identity", [node.input(0)], out=node.outputs[0])
     if len(node.outputs) > 1 and node.outputs[1]:
         ctx.set_known(node.outputs[1], np.ones(ctx.type(y).shape, np.bool_))
