@@ -40,6 +40,7 @@ class KernelSource:
     # new param data by name: arrays, or functions of the graph's param data (weight repacking)
     packed: Mapping[str, np.ndarray | Callable] = field(default_factory=dict)
     scratch: tuple[tuple[str, int], ...] = ()  # (dtype, elements) work buffers, appended to args
+    grid: tuple = ()  # GPU launch configuration (blocks, threads per block), each an int or a tuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class Launch:
     args: tuple[str, ...]
     node: str  # IR node label, for tracing and profiles
     flops: int
+    grid: tuple = ()  # GPU targets: (blocks, threads per block)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +167,7 @@ def lower(g: Graph, templates: Mapping[str, Template], target: str) -> Program:
             kernels[name] = Kernel(name, src.body.replace("KERNEL", name), dtypes, src.parallel,
                                    src.fastmath, src.note, (label,))
         cost = get_op(n.op).cost(in_types, [v.type for v in n.outputs], n.attrs)
-        launches.append(Launch(name, args, label, cost.flops))
+        launches.append(Launch(name, args, label, cost.flops, src.grid))
     for sname, (dt, numel) in scratch_sizes.items():
         slots[sname] = Slot(dt, sizes.get(dt, 0), numel)
         sizes[dt] = sizes.get(dt, 0) + max(numel, 1)

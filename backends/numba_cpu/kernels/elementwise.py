@@ -3,9 +3,8 @@ kernel), broadcasting arithmetic (nested loops over the collapsed output shape),
 
 from __future__ import annotations
 
-import numpy as np
-
 from ....ir import Node, TensorType
+from ...templating import unary_expr
 from .common import (
     NP_NAMES,
     PARALLEL_MIN,
@@ -18,34 +17,13 @@ from .common import (
 )
 
 
-def _unary_expr(node: Node, t: TensorType) -> str:
-    a, d = node.attrs, t.dtype
-    if node.op == "relu":
-        return f"v if v > {lit(0, d)} else {lit(0, d)}"
-    if node.op == "leaky_relu":
-        return f"v if v >= {lit(0, d)} else v * {lit(a['alpha'], d)}"
-    if node.op == "sigmoid":
-        return f"{lit(1, d)} / ({lit(1, d)} + math.exp(-v))"
-    if node.op == "tanh":
-        return "math.tanh(v)"
-    if node.op == "clip":
-        lo, hi = a["min"], a["max"]
-        if d.startswith(("i", "u")):
-            info = np.iinfo(t.np_dtype)
-            lo, hi = int(min(max(lo, info.min), info.max)), int(min(max(hi, info.min), info.max))
-        return f"min(max(v, {lit(lo, d)}), {lit(hi, d)})"
-    if node.op in ("copy", "identity", "dropout", "reshape", "flatten"):
-        return "v"
-    raise KeyError(node.op)
-
-
 def unary(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
     par = outs[0].numel >= PARALLEL_MIN
     body = f"""\
 def KERNEL(x, y):
     for i in {'prange' if par else 'range'}(x.size):
         v = x[i]
-        y[i] = {_unary_expr(node, ins[0])}
+        y[i] = {unary_expr(node, ins[0])}
 """
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"{node.op}, flat loop", parallel=par)
 

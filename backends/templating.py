@@ -1,0 +1,82 @@
+"""Template helpers every backend shares: scalar literals, strides, and the scalar expressions
+of elementwise ops (the same math in a CPU loop body and a CUDA thread)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..ir import Node, TensorType
+
+NP_NAMES = {"f16": "np.float16", "f32": "np.float32", "f64": "np.float64", "i8": "np.int8",
+            "u8": "np.uint8", "i16": "np.int16", "u16": "np.uint16", "i32": "np.int32",
+            "u32": "np.uint32", "i64": "np.int64", "u64": "np.uint64", "bool": "np.bool_"}
+
+
+def lit(x: float, dtype: str = "f32") -> str:
+    """A scalar literal of IR dtype `dtype` (infinities spelled for numba)."""
+    if dtype.startswith(("i", "u")):
+        return f"{NP_NAMES[dtype]}({int(x)})"
+    if dtype == "bool":
+        return "True" if x else "False"
+    if math.isinf(x):
+        return f"{NP_NAMES[dtype]}({'-' if x < 0 else ''}np.inf)"
+    return f"{NP_NAMES[dtype]}({float(x)!r})"
+
+
+def strides(shape: Sequence[int]) -> list[int]:
+    out, acc = [], 1
+    for d in reversed(shape):
+        out.append(acc)
+        acc *= d
+    return out[::-1]
+
+
+def broadcast_strides(in_shape: Sequence[int], out_shape: Sequence[int]) -> list[int]:
+    """Element strides of an input read at output coordinates (0 along broadcast axes)."""
+    pad = (1,) * (len(out_shape) - len(in_shape)) + tuple(in_shape)
+    st = strides(pad)
+    return [0 if d == 1 and o != 1 else s for d, o, s in zip(pad, out_shape, st, strict=True)]
+
+
+def collapse(shape: Sequence[int], *stride_sets: Sequence[int]) -> tuple[list[int], list[list[int]]]:
+    """Merge adjacent axes that every stride set walks contiguously, to nest fewer loops."""
+    if not shape:
+        return [1], [[0] for _ in stride_sets]
+    dims = [int(d) for d in shape]
+    sets = [list(s) for s in stride_sets]
+    i = len(dims) - 1
+    while i > 0:
+        inner = dims[i]
+        if all(s[i - 1] == s[i] * inner for s in sets):
+            dims[i - 1] *= inner
+            del dims[i]
+            for s in sets:
+                s[i - 1] = s[i]
+                del s[i]
+        i -= 1
+    keep = [k for k, d in enumerate(dims) if d != 1] or [0]
+    return [dims[k] for k in keep], [[s[k] for k in keep] for s in sets]
+
+
+def unary_expr(node: Node, t: TensorType) -> str:
+    a, d = node.attrs, t.dtype
+    if node.op == "relu":
+        return f"v if v > {lit(0, d)} else {lit(0, d)}"
+    if node.op == "leaky_relu":
+        return f"v if v >= {lit(0, d)} else v * {lit(a['alpha'], d)}"
+    if node.op == "sigmoid":
+        return f"{lit(1, d)} / ({lit(1, d)} + math.exp(-v))"
+    if node.op == "tanh":
+        return "math.tanh(v)"
+    if node.op == "clip":
+        lo, hi = a["min"], a["max"]
+        if d.startswith(("i", "u")):
+            info = np.iinfo(t.np_dtype)
+            lo, hi = int(min(max(lo, info.min), info.max)), int(min(max(hi, info.min), info.max))
+        return f"min(max(v, {lit(lo, d)}), {lit(hi, d)})"
+    if node.op in ("copy", "identity", "dropout", "reshape", "flatten"):
+        return "v"
+    raise KeyError(node.op)
