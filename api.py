@@ -16,8 +16,8 @@ from .runtime import Executable, interpret
 from .runtime.arena import ArenaRunner
 from .runtime.trainer import Trainer
 
-TARGETS = ("reference", "cpu")  # what compile() can build today
-PLANNED_TARGETS = ("cuda",)  # named by the design, not built yet
+TARGETS = ("reference", "cpu", "cuda")  # what compile() can build today
+PLANNED_TARGETS = ()  # named by the design, not built yet
 MODES = ("inference", "train")
 REQUIRED_PASSES = frozenset({"infer_shapes", "freeze_params"})  # later passes and kernels rely on them
 
@@ -76,6 +76,13 @@ def _compile_graph(graph: Graph, target: str, pipeline, dump_dir, threads, skip,
     optimized, records = run_passes(graph, [p for p in pipeline if p.name not in skip], dump_dir)
     if target == "reference":
         return Executable(optimized, lambda feeds: interpret(optimized, feeds), target, records)
+    if target == "cuda":
+        from .backends.numba_cuda import build as build_cuda
+        from .runtime.device import DeviceRunner
+
+        compiled = build_cuda(optimized, dump_dir)
+        runner = DeviceRunner(compiled)
+        return Executable(optimized, runner, target, records, profiler=runner.profile, compiled=compiled)
     from .backends.numba_cpu import build  # numba loads only when a kernel target is asked for
 
     compiled = build(optimized, dump_dir)

@@ -39,6 +39,9 @@ CPU_INFERENCE = [
 ]
 
 
+# the CUDA kernels work in NCHW (no blocked layouts yet): the CPU list without select_layout
+CUDA_INFERENCE = [p for p in CPU_INFERENCE if p.name != "select_layout"]
+
 
 def _unbound_autodiff(g):
     raise PassError("autodiff needs the loss and optimizer: kiln.compile(..., mode='train') binds them")
@@ -60,6 +63,8 @@ PIPELINES: dict[tuple[str, str], list[Pass]] = {
     ("cpu", "inference"): CPU_INFERENCE,
     ("reference", "train"): REFERENCE_TRAIN,
     ("cpu", "train"): CPU_TRAIN,
+    ("cuda", "inference"): CUDA_INFERENCE,
+    ("cuda", "train"): CPU_TRAIN,
 }
 
 

@@ -8,10 +8,13 @@ import numpy as np
 
 from ..ir import Graph, Value
 from ..ir.errors import InputError
+from .device import is_device_array
 
 
-def check_feeds(inputs: Sequence[Value], feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Check names, shapes and dtypes of `feeds` against the graph inputs; never copies."""
+def check_feeds(inputs: Sequence[Value], feeds: Mapping[str, np.ndarray],
+                allow_device: bool = False) -> dict[str, np.ndarray]:
+    """Check names, shapes and dtypes of `feeds` against the graph inputs; never copies.
+    With `allow_device`, CUDA device arrays (anything with __cuda_array_interface__) pass too."""
     if not isinstance(feeds, Mapping):
         raise InputError(f"run() takes a dict of input name -> array, got {type(feeds).__name__}")
     expected = {v.name: v for v in inputs}
@@ -28,9 +31,11 @@ def check_feeds(inputs: Sequence[Value], feeds: Mapping[str, np.ndarray]) -> dic
     out = {}
     for name, v in expected.items():
         x = feeds[name]
-        if not isinstance(x, np.ndarray):
-            raise InputError(f"input {name!r}: expected a numpy array {v.type}, got {type(x).__name__}")
-        if x.dtype != v.type.np_dtype:
+        device = allow_device and is_device_array(x)
+        if not isinstance(x, np.ndarray) and not device:
+            what = "a numpy or CUDA device array" if allow_device else "a numpy array"
+            raise InputError(f"input {name!r}: expected {what} {v.type}, got {type(x).__name__}")
+        if np.dtype(x.dtype) != v.type.np_dtype:
             raise InputError(f"input {name!r}: expected dtype {v.type.np_dtype} ({v.type}), given {x.dtype}")
         if tuple(x.shape) != v.type.shape:
             raise InputError(f"input {name!r}: expected shape {list(v.type.shape)}, given {list(x.shape)}")
@@ -59,13 +64,19 @@ class Executable:
         return list(self.graph.outputs)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        return self._runner(check_feeds(self.graph.inputs, feeds))
+        return self._runner(check_feeds(self.graph.inputs, feeds, allow_device=self.target == "cuda"))
+
+    @property
+    def returned(self) -> str:
+        """Where the last run's outputs live: "host" (numpy arrays) or "device" (CUDA device
+        arrays: the cuda target returns those when every input was a device array)."""
+        return getattr(self._runner, "returned", "host")
 
     def profile(self, feeds: Mapping[str, np.ndarray], repeat: int = 5) -> list[dict]:
         """Per kernel launch: node, kernel, best time of `repeat` runs, FLOPs, GFLOP/s."""
         if self._profiler is None:
             raise InputError(f"target {self.target!r} runs no kernels to profile; compile for 'cpu'")
-        return self._profiler(check_feeds(self.graph.inputs, feeds), repeat)
+        return self._profiler(check_feeds(self.graph.inputs, feeds, allow_device=self.target == "cuda"), repeat)
 
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
         names = self.input_names

@@ -1,0 +1,99 @@
+"""Elementwise CUDA kernels: one thread per output element. Unary ops (and copies) size their
+loop from the array, so every layer shares one kernel per op; broadcasting binary ops split the
+flat index over the collapsed output shape (literal strides)."""
+
+from __future__ import annotations
+
+from ....ir import Node, TensorType
+from ...templating import unary_expr
+from .common import (
+    KernelSource,
+    broadcast_strides,
+    collapse,
+    decompose,
+    grid1,
+    indent,
+    lit,
+    offset,
+    plain_only,
+    strides,
+)
+
+_BINARY = {"add": "a[ia] + b[ib]", "sub": "a[ia] - b[ib]", "mul": "a[ia] * b[ib]", "div": "a[ia] / b[ib]",
+           "prelu": "a[ia] * b[ib] if a[ia] < 0 else a[ia]"}
+
+
+@plain_only
+def unary(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    body = f"""\
+def KERNEL(x, y):
+    i = cuda.grid(1)
+    if i < y.size:
+        v = x[i]
+        y[i] = {unary_expr(node, ins[0])}
+"""
+    return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"{node.op}, one thread per element",
+                        grid=grid1(outs[0].numel))
+
+
+@plain_only
+def binary(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    out = outs[0]
+    sa = broadcast_strides(ins[0].shape, out.shape)
+    sb = broadcast_strides(ins[1].shape, out.shape)
+    dims, (_, sa, sb) = collapse(out.shape, strides(out.shape), sa, sb)
+    lines = decompose("i", dims, "c") if len(dims) > 1 else ["c0 = i"]
+    body = f"""\
+def KERNEL(a, b, y):
+    i = cuda.grid(1)
+    if i < {out.numel}:
+{indent(lines, 2)}
+        ia = {offset("c", sa)}
+        ib = {offset("c", sb)}
+        y[i] = {_BINARY[node.op]}
+"""
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), f"{node.op}, broadcast over {list(dims)}",
+                        grid=grid1(out.numel))
+
+
+@plain_only
+def batch_norm(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    x = ins[0]
+    c = x.shape[1]
+    inner = x.numel // (x.shape[0] * c) if x.shape[0] * c else 1
+    d = x.dtype
+    body = f"""\
+def KERNEL(x, scale, bias, mean, var, y):
+    i = cuda.grid(1)
+    if i < {x.numel}:
+        ch = (i // {inner}) % {c}
+        inv = scale[ch] / math.sqrt(var[ch] + {lit(node.attrs['epsilon'], d)})
+        y[i] = (x[i] - mean[ch]) * inv + bias[ch]
+"""
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), "batch_norm, one thread per element",
+                        grid=grid1(x.numel))
+
+
+@plain_only
+def act_grad(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    a, d = node.attrs, ins[0].dtype
+    expr = {
+        "relu": f"dy[i] if r > {lit(0, d)} else {lit(0, d)}",
+        "leaky_relu": f"dy[i] if r >= {lit(0, d)} else dy[i] * {lit(a['alpha'], d)}",
+        "sigmoid": f"dy[i] * r * ({lit(1, d)} - r)",
+        "tanh": f"dy[i] * ({lit(1, d)} - r * r)",
+        "clip": f"dy[i] if r > {lit(a['min'], d)} and r < {lit(a['max'], d)} else {lit(0, d)}",
+    }[a["act"]]
+    body = f"""\
+def KERNEL(dy, saved, dx):
+    i = cuda.grid(1)
+    if i < dx.size:
+        r = saved[i]
+        dx[i] = {expr}
+"""
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), f"act_grad[{a['act']}]", grid=grid1(outs[0].numel))
+
+
+TEMPLATES = {op: unary for op in ("relu", "leaky_relu", "sigmoid", "tanh", "clip", "copy", "identity", "dropout")}
+TEMPLATES.update({op: binary for op in _BINARY})
+TEMPLATES.update({"batch_norm": batch_norm, "act_grad": act_grad})

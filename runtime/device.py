@@ -1,0 +1,98 @@
+"""Running a compiled CUDA program: one device arena per dtype and the weights stay on the
+device; a run launches every kernel in order.
+
+Inputs may be numpy arrays (copied to the device) or device arrays (read in place, never
+written). Outputs come back as numpy arrays when any input was a numpy array, and as fresh
+device arrays (no copy to the host) when every input was already on the device; `returned`
+says which the last run gave.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+
+def is_device_array(x) -> bool:
+    """A CUDA device array (numba's, or anything with __cuda_array_interface__; the simulator's
+    stand-in has only numba's methods)."""
+    if isinstance(x, np.ndarray):
+        return False
+    return hasattr(x, "__cuda_array_interface__") or (hasattr(x, "copy_to_host") and hasattr(x, "shape"))
+
+
+class DeviceRunner:
+    def __init__(self, compiled):
+        from numba import cuda
+
+        self.c = compiled
+        self.cuda = cuda
+        self.external: dict[str, object] = {}
+        self.returned = "host"
+
+    def view(self, name: str):
+        p = self.c.program
+        if name in self.external:
+            return self.external[name]
+        if name in p.slots:
+            s = p.slots[name]
+            return self.c.arenas[s.dtype][s.offset:s.offset + s.size]
+        return self.c.weights[name]
+
+    def _bind(self, feeds: Mapping[str, object]) -> bool:
+        g = self.c.program.graph
+        on_device = all(is_device_array(feeds[v.name]) for v in g.inputs) and bool(g.inputs)
+        ext = {}
+        for v in g.inputs:
+            x = feeds[v.name]
+            ext[v.name] = x.reshape(v.type.numel) if is_device_array(x) else \
+                self.cuda.to_device(np.ascontiguousarray(x).reshape(-1))
+        for o in self.c.program.external[len(g.inputs):]:
+            t = g.type_of(o)
+            ext[o] = self.cuda.device_array(max(t.numel, 1), dtype=t.np_dtype)
+        self.external = ext
+        return on_device
+
+    def _launch_all(self) -> None:
+        for launch in self.c.program.launches:
+            blocks, threads = launch.grid
+            self.c.kernels[launch.kernel][blocks, threads](*(self.view(a) for a in launch.args))
+
+    def __call__(self, feeds: Mapping[str, object]) -> list:
+        on_device = self._bind(feeds)
+        self._launch_all()
+        g = self.c.program.graph
+        written = set(self.c.program.external[len(g.inputs):])
+        outs, seen = [], set()
+        for o in g.outputs:
+            t = g.type_of(o)
+            arr = self.view(o)
+            if o not in written or o in seen:  # an input, a param, or listed twice: copy
+                fresh = self.cuda.device_array(max(t.numel, 1), dtype=t.np_dtype)
+                fresh.copy_to_device(arr)
+                arr = fresh
+            seen.add(o)
+            arr = arr[:t.numel] if t.numel else arr[:0]
+            outs.append(arr.reshape(t.shape) if on_device else arr.copy_to_host().reshape(t.shape))
+        self.returned = "device" if on_device else "host"
+        return outs
+
+    def profile(self, feeds: Mapping[str, object], repeat: int = 5) -> list[dict]:
+        """Each launch on its own, synchronised, best of `repeat`."""
+        self._bind(feeds)
+        rows = []
+        for launch in self.c.program.launches:
+            fn = self.c.kernels[launch.kernel][launch.grid[0], launch.grid[1]]
+            args = [self.view(a) for a in launch.args]
+            best = float("inf")
+            for _ in range(repeat):
+                self.cuda.synchronize()
+                t0 = time.perf_counter()
+                fn(*args)
+                self.cuda.synchronize()
+                best = min(best, time.perf_counter() - t0)
+            rows.append({"node": launch.node, "kernel": launch.kernel, "seconds": best, "flops": launch.flops,
+                         "gflops": launch.flops / best / 1e9 if best > 0 else 0.0})
+        return rows

@@ -1,0 +1,113 @@
+"""The CUDA target: its matrix-product kernels, the device runtime and whole models, against
+the reference interpreter. Without a GPU these run in Numba's simulator (tests/conftest.py
+switches it on), which runs every CUDA thread in Python: shapes stay tiny."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import kiln
+import numpy as np
+import pytest
+from conftest import HAS_GPU
+from kiln.frontend import Builder
+
+cuda = pytest.importorskip("numba.cuda", reason="the cuda target needs numba-cuda")
+
+
+def check(build, shapes, dtype="f32", rtol=1e-5, atol=1e-5, seed=0):
+    rng = np.random.default_rng(seed)
+    b = Builder("case", dtype=dtype)
+    ins = [b.input(f"x{i}", s) for i, s in enumerate(shapes)]
+    g = b.build(build(b, *ins))
+    feeds = {f"x{i}": rng.standard_normal(s).astype(np.dtype("float32" if dtype == "f32" else "float64"))
+             for i, s in enumerate(shapes)}
+    got = kiln.compile(g, target="cuda").run(feeds)
+    want = kiln.compile(g).run(feeds)
+    for a, b_ in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b_, rtol=rtol, atol=atol)
+
+
+def op(name, **attrs):
+    return lambda b, *ts: b.op(name, list(ts), attrs)
+
+
+@pytest.mark.parametrize("attrs, shapes", [
+    ({"pads": 1, "stride": 2}, [(2, 3, 7, 6), (5, 3, 3, 3)]),
+    ({"pads": (1, 0, 1, 2), "groups": 2, "residual": True, "act": "relu"}, [(1, 4, 5, 5), (6, 2, 3, 3), (6,), (1, 6, 5, 5)]),
+    ({"dilation": 2, "pads": 2, "act": "clip", "act_min": -0.5, "act_max": 0.5}, [(1, 2, 5, 5), (3, 2, 3, 3), (3,)]),
+    ({"pads": 1, "groups": 4}, [(1, 4, 5, 5), (4, 1, 3, 3)]),  # depthwise: the direct kernel
+])
+def test_conv2d(attrs, shapes):
+    check(op("conv2d", **attrs), shapes)
+
+
+def test_conv2d_float64():
+    check(op("conv2d", pads=1), [(1, 2, 4, 4), (3, 2, 3, 3)], dtype="f64", rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_gradients():
+    geometry = {"pads": (1, 0, 1, 2), "stride": 2, "groups": 2, "dilation": (1, 2)}
+    check(op("conv2d_grad_input", input_hw=(7, 6), **geometry), [(2, 6, 4, 2), (6, 2, 3, 3)])
+    check(op("conv2d_grad_weight", kernel=(3, 3), **geometry), [(2, 4, 7, 6), (2, 6, 4, 2)])
+
+
+@pytest.mark.parametrize("attrs, shapes", [
+    ({}, [(5, 7), (7, 3)]),
+    ({"trans_a": True, "trans_b": True, "alpha": 0.5, "beta": 2.0}, [(7, 5), (9, 7), (9,)]),
+    ({"trans_b": True}, [(17, 6), (18, 6), (17, 1)]),  # more than one tile each way
+])
+def test_gemm(attrs, shapes):
+    check(op("gemm", **attrs), shapes)
+
+
+@pytest.mark.parametrize("shapes", [[(2, 1, 3, 4), (3, 4, 5)], [(4,), (3, 4, 5)], [(3, 4), (4,)]])
+def test_matmul_broadcasting(shapes):
+    check(op("matmul"), shapes)
+
+
+def tiny_net():
+    b = Builder("tiny", seed=0)
+    x = b.input("input", (1, 3, 6, 6))
+    h = b.relu(b.conv2d(x, 4, 3, pads=1, name="conv"))
+    g = b.build(b.linear(b.flatten(h), 3, name="fc"))
+    return g
+
+
+def test_device_arrays_in_and_out():
+    exe = kiln.compile(tiny_net(), target="cuda")
+    x = np.random.default_rng(1).standard_normal((1, 3, 6, 6)).astype(np.float32)
+    host = exe.run({"input": x})[0]
+    assert exe.returned == "host" and isinstance(host, np.ndarray)
+    dev = exe.run({"input": cuda.to_device(x)})[0]
+    assert exe.returned == "device" and not isinstance(dev, np.ndarray)
+    np.testing.assert_allclose(dev.copy_to_host(), host, rtol=1e-6)
+    np.testing.assert_allclose(host, kiln.compile(tiny_net()).run({"input": x})[0], rtol=1e-5, atol=1e-5)
+
+
+def test_inputs_are_checked_on_the_device_too():
+    exe = kiln.compile(tiny_net(), target="cuda")
+    with pytest.raises(kiln.errors.InputError, match=r"expected shape \[1, 3, 6, 6\], given \[1, 3, 6, 5\]"):
+        exe.run({"input": cuda.to_device(np.zeros((1, 3, 6, 5), np.float32))})
+
+
+def test_dump_shows_kernels_and_launch_configurations(tmp_path):
+    kiln.compile(tiny_net(), target="cuda", dump_dir=tmp_path)
+    launches = (tmp_path / "kernels" / "launches.py").read_text()
+    assert "[(1, 1, 1), (16, 16)]" in launches  # the conv's tiled launch
+    sources = "".join(p.read_text() for p in (tmp_path / "kernels").glob("k_*.py"))
+    assert "@cuda.jit" in sources and "cuda.shared.array((16, 16), float32)" in sources
+    assert "# launch: grid" in sources
+
+
+@pytest.mark.skipif(HAS_GPU, reason="a GPU is present: the no-device error cannot be shown here")
+def test_without_a_device_the_error_says_how_to_use_the_simulator():
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    code = ("import kiln\n"
+            "try:\n    kiln.compile('zoo:lenet5', target='cuda')\n"
+            "except kiln.errors.UnsupportedError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert "no CUDA device found" in out.stdout and "NUMBA_ENABLE_CUDASIM=1" in out.stdout, out.stderr
