@@ -78,9 +78,13 @@ def cmd_compile(args) -> int:
     if exe.compiled is not None:
         c = exe.compiled
         n = len(c.program.kernels)
-        print(f"kernels: {n} for {len(c.program.launches)} launches; compiled now {c.compiled_kernels}, "
-              f"from the cache {n - c.compiled_kernels} ({'cold' if c.compiled_kernels else 'cached'} "
-              f"compile {c.compile_seconds:.2f} s)")
+        if args.target == "cuda":
+            print(f"kernels: {n} for {len(c.program.launches)} launches, built in {c.compile_seconds:.2f} s "
+                  f"(numba compiles each for the device on its first launch)")
+        else:
+            print(f"kernels: {n} for {len(c.program.launches)} launches; compiled now {c.compiled_kernels}, "
+                  f"from the cache {n - c.compiled_kernels} ({'cold' if c.compiled_kernels else 'cached'} "
+                  f"compile {c.compile_seconds:.2f} s)")
     if args.dump_ir:
         extra = " and generated kernels in kernels/" if exe.compiled is not None else ""
         print(f"IR after every pass written to {args.dump_ir}/ (index.md lists them){extra}")
