@@ -36,13 +36,6 @@ KNOWN_GAPS = {
     "test_training_dropout_mask": _TRAINING,
     "test_identity_sequence": "sequence values are not tensors; kiln's IR holds tensors only",
     "test_identity_opt": "optional values are not tensors; kiln's IR holds tensors only",
-    "test_Conv3d": "3-D convolution is not supported (1-D and 2-D are)",
-    "test_Conv3d_dilated": "3-D convolution is not supported (1-D and 2-D are)",
-    "test_Conv3d_dilated_strided": "3-D convolution is not supported (1-D and 2-D are)",
-    "test_Conv3d_groups": "3-D convolution is not supported (1-D and 2-D are)",
-    "test_Conv3d_no_bias": "3-D convolution is not supported (1-D and 2-D are)",
-    "test_Conv3d_stride": "3-D convolution is not supported (1-D and 2-D are)",
-    "test_Conv3d_stride_padding": "3-D convolution is not supported (1-D and 2-D are)",
 }
 DATA_KINDS = ("pytorch-converted", "pytorch-operator")
 

@@ -213,6 +213,9 @@ def test_pad_modes_and_negative_pads(mode):
         b.op("pad", [x], {"mode": mode, "pads": (1, 0, 0, 1, 0, 2, 3, 0), **value}),
         b.op("pad", [x2], {"mode": mode, "pads": (-2, 3, 1, -1), **value}),  # crop and pad one axis
         b.op("pad", [x2], {"mode": mode, "pads": (-1, -2, -3, -1), **value}),  # crop only
+        # a crop at the end of an axis before untouched ones: that axis must not merge with them
+        b.op("pad", [x], {"mode": mode, "pads": (0, 0, 0, 0, 0, -1, 0, 0), **value}),
+        b.op("pad", [x], {"mode": mode, "pads": (0, 0, 0, 0, 0, 0, -2, -1), **value}),
     ]
     check(b.build(*outs))
 

@@ -1,5 +1,6 @@
 """Converters for convolution, pooling and normalisation. 1-D convs and pools run as 2-D ones
-over a height of 1; 3-D ones are reported unsupported."""
+over a height of 1; 3-D pools are separable box windows (H and W, then D); a 3-D conv becomes
+one 2-D conv over (image, output depth) pairs whose channels are (channel, depth tap)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ _WINDOW = ("auto_pad", "kernel_shape", "pads", "strides")
 def _spatial_rank(ctx: ImportContext, x: str, what: str) -> int:
     t = ctx.type(x)
     rank = t.rank - 2
-    if rank not in (1, 2):
-        raise ConvertError(f"{rank}-D {what} (input {t}); kiln supports 1-D and 2-D")
+    if rank not in (1, 2, 3):
+        raise ConvertError(f"{rank}-D {what} (input {t}); kiln supports 1-D, 2-D and 3-D")
     return rank
 
 
@@ -40,6 +41,47 @@ def _finish(ctx: ImportContext, y: str, rank: int, out: str) -> str:
     return ctx.emit("reshape", [y], {"shape": (n, c, length)}, out=out)
 
 
+def _depth_taps(ctx: ImportContext, x: str, kd: int, sd: int, dd: int, pads: tuple[int, int]) -> tuple[str, int]:
+    """x [N, C, D, H, W] -> [N*OD, C*KD, H, W]: for every output depth, the KD input planes its
+    window reads (zero padding included), stacked as channels (c, k). Built from crops (pads
+    with negative widths), reshapes, one concat and one transpose: no arithmetic, so every
+    value is copied exactly."""
+    from ...ir.ops.conv import window_out
+
+    n, c, d, h, w = ctx.type(x).shape
+    od = window_out(d, kd, sd, dd, *pads)
+    length = max(d + pads[0] + pads[1], (kd - 1) * dd + sd * od)  # every tap's strided run fits
+    tail = length - d - pads[0]
+    if pads[0] or tail:
+        x = ctx.emit("pad", [x], {"pads": (0, 0, pads[0], 0, 0, 0, 0, tail, 0, 0)})
+    taps = []
+    for k in range(kd):
+        t = ctx.emit("pad", [x], {"pads": (0, 0, -k * dd, 0, 0, 0, 0, -(length - k * dd - sd * od), 0, 0)})
+        t = ctx.emit("reshape", [t], {"shape": (n, c, od, sd, h * w)})
+        if sd > 1:  # keep the first of every sd planes: the window starts
+            t = ctx.emit("pad", [t], {"pads": (0, 0, 0, 0, 0, 0, 0, 0, -(sd - 1), 0)})
+        taps.append(t)
+    stacked = ctx.emit("concat", taps, {"axis": 3}) if kd > 1 else taps[0]
+    moved = ctx.emit("transpose", [stacked], {"perm": (0, 2, 1, 3, 4)})
+    return ctx.emit("reshape", [moved], {"shape": (n * od, c * kd, h, w)}), od
+
+
+def _conv3d(ctx: ImportContext, node: NodeView, x: str, w: str, b: str | None, kernel) -> str:
+    strides = ints(node.attr("strides"), 3, 1)
+    dil = ints(node.attr("dilations"), 3, 1)
+    begins, ends = spatial_pads(node, ctx.type(x).shape[2:], kernel, strides, dil)
+    x2, od = _depth_taps(ctx, x, kernel[0], strides[0], dil[0], (begins[0], ends[0]))
+    m, cg, kd, kh, kw = ctx.type(w).shape
+    w2 = ctx.emit("reshape", [w], {"shape": (m, cg * kd, kh, kw)})
+    attrs = {"stride": strides[1:], "dilation": dil[1:], "pads": (begins[1], begins[2], ends[1], ends[2]),
+             "groups": int(node.attr("group", 1))}
+    y = ctx.emit("conv2d", [x2, w2] + ([b] if b else []), attrs)
+    n = ctx.type(x).shape[0]
+    _, _, oh, ow = ctx.type(y).shape
+    y = ctx.emit("reshape", [y], {"shape": (n, od, m, oh, ow)})
+    return ctx.emit("transpose", [y], {"perm": (0, 2, 1, 3, 4)}, out=node.outputs[0])
+
+
 @converter("Conv", since=1, attrs=(*_WINDOW, "dilations", "group"))
 def conv(ctx: ImportContext, node: NodeView) -> list:
     x, w, b = node.input(0), node.input(1), node.input(2)
@@ -48,6 +90,8 @@ def conv(ctx: ImportContext, node: NodeView) -> list:
     kernel = list(wt.shape[2:])
     if node.attr("kernel_shape") is not None and list(node.attr("kernel_shape")) != kernel:
         raise ConvertError(f"kernel_shape {node.attr('kernel_shape')} disagrees with weight {wt}")
+    if rank == 3:
+        return [_conv3d(ctx, node, x, w, b, kernel)]
     attrs = _window_attrs(node, ctx.type(x).shape[2:], kernel, rank)
     attrs["groups"] = int(node.attr("group", 1))
     if rank == 1:

@@ -65,14 +65,15 @@ def _pad_axes(x: TensorType, pads) -> list[list[int]]:
     untouched axes are merged (they stay contiguous in input and output)."""
     r = x.rank
     axes = []
+    untouched = []
     for d, lo, hi, st in zip(x.shape, pads[:r], pads[r:], strides(x.shape), strict=True):
         kept = d - max(-lo, 0) - max(-hi, 0)
         axes.append([kept + max(lo, 0) + max(hi, 0), max(lo, 0), max(-lo, 0), kept, st])
+        untouched.append(lo == hi == 0)  # a crop at the end alone still changes the input stride
     merged: list[list[int]] = []
-    for ax in axes:
-        untouched = ax[0] == ax[3] and ax[1] == ax[2] == 0
-        prev = merged[-1] if merged else None
-        if untouched and prev and prev[0] == prev[3] and prev[1] == prev[2] == 0:
+    for k, ax in enumerate(axes):
+        if untouched[k] and merged and k and untouched[k - 1] and merged[-1][0] == merged[-1][3]:
+            prev = merged[-1]
             prev[0] *= ax[0]
             prev[3] *= ax[0]
             prev[4] = ax[4]
