@@ -1,28 +1,19 @@
 """Convolution kernels (NCHW activations, OIHW weights).
 
 Two routes, chosen per layer from its shape (the choice is the kernel's note, shown in dumps):
-- `gemm`: unfold the input into a [C/g * KH * KW, OH * OW] matrix (skipped for a 1x1, stride-1,
-  unpadded conv, whose input already is that matrix), then one BLAS product per image and group
-  into the output, bias added after.
+- `gemm`: unfold the input into a [C/g * KH * KW, OH * OW] matrix (im2col.py; skipped for a 1x1,
+  stride-1, unpadded conv, whose input already is that matrix), then one BLAS product per image
+  and group into the output, bias added after.
 - `direct`: depthwise convs (one input channel per group) loop over the window directly; a
   matrix product of one row would only add overhead.
 """
 
 from __future__ import annotations
 
-import textwrap
-
 from ....ir import Node, TensorType
 from .common import PARALLEL_MIN, KernelSource, lit
 from .conv_blocked import conv2d_blocked, depthwise_blocked
-
-
-def _geometry(node: Node, ins: list[TensorType], outs: list[TensorType]) -> dict:
-    (n, c, h, w), (m, cg, kh, kw) = ins[0].shape, ins[1].shape
-    (_, _, oh, ow) = outs[0].shape
-    (sh, sw), (dh, dw), (pt, pl, _, _) = node.attrs["stride"], node.attrs["dilation"], node.attrs["pads"]
-    return dict(N=n, C=c, H=h, W=w, M=m, CG=cg, KH=kh, KW=kw, OH=oh, OW=ow, SH=sh, SW=sw, DH=dh, DW=dw,
-                PT=pt, PL=pl, G=node.attrs["groups"], MG=m // node.attrs["groups"])
+from .im2col import geometry, jobs, pointwise, unfold
 
 
 def _scalar_act(a, d: str, v: str) -> str:
@@ -48,56 +39,39 @@ def _epilogue_lines(node: Node, has_bias: bool, g: dict, d: str) -> str:
 """
 
 
-PER_IMAGE_SCRATCH_MAX = 1 << 24  # elements: above this, images share one unfold buffer in turn
+SCRATCH_MAX = 1 << 24  # elements of unfold buffers: above this, fewer jobs share the images
 
 
 def _gemm(node: Node, ins, outs, g: dict) -> KernelSource:
-    """Unfold + BLAS. Images run in parallel (each with its own unfold buffer, BLAS single-
-    threaded inside) when there are several and the buffers fit; else the unfold is parallel."""
+    """Unfold + BLAS (single-threaded inside). Jobs over images each unfold into a buffer of
+    their own (see im2col.py); with one job, the images take turns and the unfold is parallel."""
     has_bias = len(ins) > 2
-    k, p = g["CG"] * g["KH"] * g["KW"], g["OH"] * g["OW"]
-    pointwise = g["KH"] == g["KW"] == g["SH"] == g["SW"] == 1 and g["PT"] == g["PL"] == 0 and \
-        ins[0].shape[2:] == outs[0].shape[2:]
-    per_image = g["N"] > 1 and g["N"] * k * p <= PER_IMAGE_SCRATCH_MAX
-    outer, inner = ("prange", "range") if per_image else ("range", "prange")
+    k, p = g["K"], g["P"]
+    pw = pointwise(g)
+    nj = g["N"] if pw else jobs(g, SCRATCH_MAX)
+    outer, inner = ("prange", "range") if nj > 1 else ("range", "prange")
     args = [*node.inputs, node.outputs[0].name]
     params = ", ".join(["x", "w", *(["b"] if has_bias else []), *(["r"] if node.attrs["residual"] else []), "y"])
-    coff = f"n * {k * p}" if per_image else "0"
-    if pointwise:
-        unfold, cols = "", f"x[xoff:xoff + {k * p}].reshape(({k}, {p}))"
-        scratch = ()
+    if pw:
+        text, cols, scratch = "", f"x[xoff:xoff + {k * p}].reshape(({k}, {p}))", ()
     else:
         params += ", col"
-        scratch = (("f32" if ins[0].dtype == "f32" else ins[0].dtype, k * p * (g["N"] if per_image else 1)),)
-        unfold = f"""\
-        for row in {inner}({k}):
-            ci = row // {g['KH'] * g['KW']}
-            ki = (row // {g['KW']}) % {g['KH']}
-            kj = row % {g['KW']}
-            src = xoff + ci * {g['H'] * g['W']}
-            for oi in range({g['OH']}):
-                ih = oi * {g['SH']} + ki * {g['DH']} - {g['PT']}
-                dst = {coff} + row * {p} + oi * {g['OW']}
-                if ih < 0 or ih >= {g['H']}:
-                    for oj in range({g['OW']}):
-                        col[dst + oj] = 0
-                    continue
-                for oj in range({g['OW']}):
-                    iw = oj * {g['SW']} + kj * {g['DW']} - {g['PL']}
-                    col[dst + oj] = x[src + ih * {g['W']} + iw] if 0 <= iw < {g['W']} else 0
-"""
-        cols = f"col[{coff}:{coff} + {k * p}].reshape(({k}, {p}))"
+        scratch = ((ins[0].dtype, k * p * nj),)
+        text, cols = unfold(g, inner, 16), f"col[coff:coff + {k * p}].reshape(({k}, {p}))"
     body = f"""\
 def KERNEL({params}):
-    for n in {outer}({g['N']}):
-        for gi in range({g['G']}):
-            xoff = (n * {g['C']} + gi * {g['CG']}) * {g['H'] * g['W']}
-{textwrap.indent(unfold, "    ")}            wg = w[gi * {g['MG'] * k}:(gi + 1) * {g['MG'] * k}].reshape(({g['MG']}, {k}))
-            yoff = (n * {g['M']} + gi * {g['MG']}) * {p}
-            np.dot(wg, {cols}, y[yoff:yoff + {g['MG'] * p}].reshape(({g['MG']}, {p})))
+    for j in {outer}({nj}):
+        coff = j * {k * p}
+        for n in range(j, {g['N']}, {nj}):
+            for gi in range({g['G']}):
+                xoff = (n * {g['C']} + gi * {g['CG']}) * {g['H'] * g['W']}
+{text}\
+                wg = w[gi * {g['MG'] * k}:(gi + 1) * {g['MG'] * k}].reshape(({g['MG']}, {k}))
+                yoff = (n * {g['M']} + gi * {g['MG']}) * {p}
+                np.dot(wg, {cols}, y[yoff:yoff + {g['MG'] * p}].reshape(({g['MG']}, {p})))
 {_epilogue_lines(node, has_bias, g, ins[0].dtype)}"""
-    note = (f"gemm {'1x1 (no unfold)' if pointwise else 'im2col'}: [{g['MG']}x{k}] @ [{k}x{p}] x {g['N'] * g['G']}"
-            f"{', images in parallel' if per_image else ''}")
+    note = (f"gemm {'1x1 (no unfold)' if pw else 'im2col'}: [{g['MG']}x{k}] @ [{k}x{p}] x {g['N'] * g['G']}"
+            f", {nj} job(s)")
     return KernelSource(body, tuple(args), note, parallel=True, scratch=scratch)
 
 
@@ -139,7 +113,7 @@ def conv2d(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelS
     if outs[0].layout == "NCHW16c":
         depthwise = node.attrs["groups"] == ins[0].shape[1] == outs[0].shape[1] > 1
         return (depthwise_blocked if depthwise else conv2d_blocked)(node, ins, outs)
-    g = _geometry(node, ins, outs)
+    g = geometry(node, ins[0].shape, ins[1].shape, outs[0].shape)
     if g["CG"] == 1 and g["MG"] <= 4 or ins[0].dtype not in ("f32", "f64"):
         return _direct(node, ins, outs, g)
     return _gemm(node, ins, outs, g)
