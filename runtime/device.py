@@ -1,10 +1,11 @@
 """Running a compiled CUDA program: one device arena per dtype and the weights stay on the
 device; a run launches every kernel in order.
 
-Inputs may be numpy arrays (copied to the device) or device arrays (read in place, never
-written). Outputs come back as numpy arrays when any input was a numpy array, and as fresh
-device arrays (no copy to the host) when every input was already on the device; `returned`
-says which the last run gave.
+Inputs may be numpy arrays (copied into device buffers allocated once) or device arrays (read
+in place, never written). Outputs are written into device buffers allocated once and come back
+as numpy arrays when any input was a numpy array, or as fresh device arrays (copied on the
+device, so they never alias the runner's buffers) when every input was already on the device;
+`returned` says which the last run gave.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class DeviceRunner:
         self.cuda = cuda
         self.external: dict[str, object] = {}
         self.returned = "host"
+        g = compiled.program.graph
+        # staging for numpy inputs and the outputs kernels write: allocated once, reused per run
+        self.buffers = {name: cuda.device_array(max(g.type_of(name).numel, 1), dtype=g.type_of(name).np_dtype)
+                        for name in compiled.program.external}
 
     def view(self, name: str):
         p = self.c.program
@@ -39,6 +44,8 @@ class DeviceRunner:
         if name in p.slots:
             s = p.slots[name]
             return self.c.arenas[s.dtype][s.offset:s.offset + s.size]
+        if name not in self.c.weights:  # a param no kernel reads (a graph output): upload it once
+            self.c.weights[name] = self.cuda.to_device(p.params[name])
         return self.c.weights[name]
 
     def _bind(self, feeds: Mapping[str, object]) -> bool:
@@ -47,11 +54,15 @@ class DeviceRunner:
         ext = {}
         for v in g.inputs:
             x = feeds[v.name]
-            ext[v.name] = x.reshape(v.type.numel) if is_device_array(x) else \
-                self.cuda.to_device(np.ascontiguousarray(x).reshape(-1))
+            if is_device_array(x):
+                ext[v.name] = x.reshape(v.type.numel)
+            else:
+                buf = self.buffers[v.name]
+                if v.type.numel:
+                    buf[:v.type.numel].copy_to_device(np.ascontiguousarray(x).reshape(-1))
+                ext[v.name] = buf
         for o in self.c.program.external[len(g.inputs):]:
-            t = g.type_of(o)
-            ext[o] = self.cuda.device_array(max(t.numel, 1), dtype=t.np_dtype)
+            ext[o] = self.buffers[o]
         self.external = ext
         return on_device
 
@@ -64,18 +75,18 @@ class DeviceRunner:
         on_device = self._bind(feeds)
         self._launch_all()
         g = self.c.program.graph
-        written = set(self.c.program.external[len(g.inputs):])
-        outs, seen = [], set()
+        outs = []
         for o in g.outputs:
             t = g.type_of(o)
             arr = self.view(o)
-            if o not in written or o in seen:  # an input, a param, or listed twice: copy
-                fresh = self.cuda.device_array(max(t.numel, 1), dtype=t.np_dtype)
-                fresh.copy_to_device(arr)
-                arr = fresh
-            seen.add(o)
             arr = arr[:t.numel] if t.numel else arr[:0]
-            outs.append(arr.reshape(t.shape) if on_device else arr.copy_to_host().reshape(t.shape))
+            if on_device:  # a fresh device array: never the runner's buffers or the caller's input
+                fresh = self.cuda.device_array(max(t.numel, 1), dtype=t.np_dtype)
+                if t.numel:
+                    fresh[:t.numel].copy_to_device(arr)
+                outs.append(fresh[:t.numel].reshape(t.shape))
+            else:
+                outs.append(arr.copy_to_host().reshape(t.shape))
         self.returned = "device" if on_device else "host"
         return outs
 
