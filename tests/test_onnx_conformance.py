@@ -1,8 +1,12 @@
 """The ONNX conformance node cases and the pytorch-converted / pytorch-operator model tests
 for every op kiln claims, each within the case's own tolerance (see onnx_conformance.py)."""
 
+import numpy as np
 import pytest
+from conftest import HAS_GPU
 from onnx_conformance import KNOWN_GAPS, model_cases, node_cases, run_case
+
+SIMULATOR_MAX_OUTPUTS = 5000  # the simulator runs each CUDA thread in Python: ~1 ms per thread
 
 
 def _param(name, values):
@@ -37,3 +41,25 @@ def test_model_case_on_cpu(name, model, sets, rtol, atol):
 def test_every_known_gap_is_a_real_case():
     names = {c.name for c in node_cases()} | {name for name, *_ in model_cases()}
     assert set(KNOWN_GAPS) <= names
+
+
+def _on_cuda(model, sets, rtol, atol):
+    pytest.importorskip("numba.cuda", reason="the cuda target needs numba-cuda")
+    outputs = sum(np.asarray(e).size for _, expected in sets for e in expected)
+    if not HAS_GPU and outputs > SIMULATOR_MAX_OUTPUTS:
+        pytest.skip(f"{outputs} output elements would take minutes in Numba's CUDA simulator (over "
+                    f"{SIMULATOR_MAX_OUTPUTS}); the case runs where a GPU is present")
+    run_case(model, sets, rtol, atol, target="cuda")
+
+
+@pytest.mark.parametrize("case", [_param(c.name, [c]) for c in node_cases()])
+def test_node_case_on_cuda(case):
+    """Every node case through the CUDA target's kernels (in the simulator without a GPU)."""
+    _on_cuda(case.model, case.data_sets, case.rtol, case.atol)
+
+
+@pytest.mark.parametrize("name, model, sets, rtol, atol",
+                         [_param(name, [name, m, s, r, a]) for name, _, m, s, r, a in model_cases()])
+def test_model_case_on_cuda(name, model, sets, rtol, atol):
+    """The pytorch-converted / pytorch-operator model tests through the CUDA target."""
+    _on_cuda(model, sets, rtol, atol)
