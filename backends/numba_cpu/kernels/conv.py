@@ -11,6 +11,7 @@ Two routes, chosen per layer from its shape (the choice is the kernel's note, sh
 from __future__ import annotations
 
 from ....ir import Node, TensorType
+from . import conv_flat
 from .common import PARALLEL_MIN, KernelSource, lit
 from .conv_blocked import conv2d_blocked, depthwise_blocked
 from .im2col import geometry, jobs, pointwise, unfold
@@ -116,6 +117,8 @@ def conv2d(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelS
     g = geometry(node, ins[0].shape, ins[1].shape, outs[0].shape)
     if g["CG"] == 1 and g["MG"] <= 4 or ins[0].dtype not in ("f32", "f64"):
         return _direct(node, ins, outs, g)
+    if conv_flat.usable(g, ins[0].dtype):
+        return conv_flat.forward(node, ins, outs, g)
     return _gemm(node, ins, outs, g)
 
 

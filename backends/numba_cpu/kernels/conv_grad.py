@@ -26,6 +26,7 @@ there and LLVM vectorises them (the col2im ran 1.5x faster than indexing the fla
 from __future__ import annotations
 
 from ....ir import Node, TensorType
+from . import conv_flat
 from .common import PARALLEL_MIN, KernelSource, plain_only
 from .im2col import (
     columns,
@@ -126,6 +127,8 @@ def KERNEL(dy, w, dx):
 
 def conv2d_grad_input(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
     g = geometry(node, outs[0].shape, ins[1].shape, ins[0].shape)
+    if conv_flat.usable(g, ins[0].dtype, grad_input=True):
+        return conv_flat.grad_input(node, ins, outs, g)
     return (_grad_input_direct if depthwise(g) else _grad_input_gemm)(node, ins, outs, g)
 
 
@@ -207,6 +210,8 @@ def KERNEL(x, dy, dw):
 
 def conv2d_grad_weight(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
     g = geometry(node, ins[0].shape, outs[0].shape, ins[1].shape)
+    if conv_flat.usable(g, ins[0].dtype):
+        return conv_flat.grad_weight(node, ins, outs, g)
     return (_grad_weight_direct if depthwise(g) else _grad_weight_gemm)(node, ins, outs, g)
 
 

@@ -27,7 +27,8 @@ def geometry(node: Node, x: tuple[int, ...], w: tuple[int, ...], y: tuple[int, .
     a = node.attrs
     (sh, sw), (dh, dw), (pt, pl, _, _) = a["stride"], a["dilation"], a["pads"]
     return dict(N=n, C=c, H=h, W=wd, M=m, CG=cg, KH=kh, KW=kw, OH=oh, OW=ow, SH=sh, SW=sw, DH=dh, DW=dw,
-                PT=pt, PL=pl, G=a["groups"], MG=m // a["groups"], K=cg * kh * kw, P=oh * ow)
+                PT=pt, PL=pl, PADS=tuple(a["pads"]), G=a["groups"], MG=m // a["groups"], K=cg * kh * kw,
+                P=oh * ow)
 
 
 def threads() -> int:
