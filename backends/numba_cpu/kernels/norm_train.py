@@ -8,6 +8,9 @@ batch_norm_train / batch_norm_grad: one parallel job per channel, walking its N 
 squared deviations, exactly as numpy's var, then y); batch_norm_grad twice (the two sums, then
 dx). The running statistics are blended as the reference does: `running * momentum` in the
 tensor's dtype (numpy multiplies an f32 array by a Python float in f32), the rest in float64.
+The sums run in helpers compiled with fastmath's `reassoc` alone, so LLVM may split them into
+vector lanes (still float64, no contraction into FMAs), over views of each run from index 0;
+summing in order, one add's latency at a time, took ResNet-20 b64's batch norms 23 ms a step.
 
 softmax_grad views dy and y as [outer, L, inner] around the axis, like softmax: contiguous rows
 when inner == 1, otherwise blocks of up to 64 columns swept along L with a float64 sum each.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import math
 
 from ....ir import Node, TensorType
-from .common import PARALLEL_MIN, KernelSource, lit, plain_only
+from .common import JOB_DECORATOR, PARALLEL_MIN, KernelSource, lit, plain_only
 from .norm import BLOCK
 
 
@@ -31,10 +34,21 @@ def _channels(x: TensorType) -> tuple[int, int, int]:
     return n, c, math.prod(x.shape[2:])
 
 
-def _over_channel(n: int, c: int, hw: int, lines: list[str]) -> list[str]:
-    """`lines` run for every element index i of channel ch (inside `for ch in ...:`)."""
-    return [f"        for n in range({n}):", f"            b = (n * {c} + ch) * {hw}",
-            f"            for i in range(b, b + {hw}):", *("                " + s for s in lines)]
+REASSOC = JOB_DECORATOR.format(fastmath="{'reassoc'}")  # may reorder sums: vectorised, still float64
+
+
+def _over_channel(n: int, c: int, hw: int, arrays: str, lines: list[str], ind: int = 8) -> list[str]:
+    """`lines` for every element i of channel ch, `arrays` ("x, y") bound to views of the
+    channel's run in each image (all of it, strided, when hw == 1). Views from 0 drop numba's
+    negative-index test, so LLVM vectorises."""
+    pad = " " * ind
+    names = [a.strip() for a in arrays.split(",")]
+    if hw == 1:
+        head = [f"{pad}{a}v = {a}[ch::{c}]" for a in names]
+        return head + [f"{pad}for i in range({n}):", *(f"{pad}    {s}" for s in lines)]
+    head = [f"{pad}for n in range({n}):", f"{pad}    b = (n * {c} + ch) * {hw}"]
+    head += [f"{pad}    {a}v = {a}[b:b + {hw}]" for a in names]
+    return head + [f"{pad}    for i in range({hw}):", *(f"{pad}        {s}" for s in lines)]
 
 
 def batch_norm_train(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
@@ -45,18 +59,23 @@ def batch_norm_train(node: Node, ins: list[TensorType], outs: list[TensorType]) 
     m = a["momentum"]
     run_var = f"var * {count} / {count - 1}" if a["unbiased_running_var"] else "var"
     lines = [
+        REASSOC,
+        "def KERNEL_stats(x, ch):",
+        "    s = 0.0",
+        *_over_channel(n, c, hw, "x", ["s += xv[i]"], 4),
+        f"    mu = s / {count}",
+        "    q = 0.0",
+        *_over_channel(n, c, hw, "x", ["d = xv[i] - mu", "q += d * d"], 4),
+        f"    return mu, q / {count}",
+        "",
+        "",
         "def KERNEL(x, scale, bias, running_mean, running_var, y, mean, invstd, new_mean, new_var):",
         f"    for ch in {_loop(par)}({c}):",
-        "        s = 0.0",
-        *_over_channel(n, c, hw, ["s += x[i]"]),
-        f"        mu = s / {count}",
-        "        q = 0.0",
-        *_over_channel(n, c, hw, ["d = x[i] - mu", "q += d * d"]),
-        f"        var = q / {count}",
+        "        mu, var = KERNEL_stats(x, ch)",
         f"        inv = 1.0 / math.sqrt(var + {a['epsilon']!r})",
         "        k = inv * scale[ch]",
         "        shift = np.float64(bias[ch])",
-        *_over_channel(n, c, hw, ["y[i] = (x[i] - mu) * k + shift"]),
+        *_over_channel(n, c, hw, "x, y", ["yv[i] = (xv[i] - mu) * k + shift"]),
         "        mean[ch] = mu",
         "        invstd[ch] = inv",
         f"        new_mean[ch] = running_mean[ch] * {lit(m, x.dtype)} + mu * {1 - m!r}",
@@ -74,15 +93,22 @@ def batch_norm_grad(node: Node, ins: list[TensorType], outs: list[TensorType]) -
     count = n * hw
     par = x.numel >= PARALLEL_MIN
     lines = [
+        REASSOC,
+        "def KERNEL_sums(dy, x, ch, mu, inv):",
+        "    sb = 0.0",
+        "    ss = 0.0",
+        *_over_channel(n, c, hw, "dy, x", ["d = np.float64(dyv[i])", "sb += d", "ss += d * ((xv[i] - mu) * inv)"], 4),
+        "    return sb, ss",
+        "",
+        "",
         "def KERNEL(dy, x, scale, mean, invstd, dx, dscale, dbias):",
         f"    for ch in {_loop(par)}({c}):",
         "        mu = np.float64(mean[ch])",
         "        inv = np.float64(invstd[ch])",
-        "        sb = 0.0",
-        "        ss = 0.0",
-        *_over_channel(n, c, hw, ["d = np.float64(dy[i])", "sb += d", "ss += d * ((x[i] - mu) * inv)"]),
+        "        sb, ss = KERNEL_sums(dy, x, ch, mu, inv)",
         f"        k = np.float64(scale[ch]) * inv / {count}",
-        *_over_channel(n, c, hw, [f"dx[i] = k * ({count} * np.float64(dy[i]) - sb - (x[i] - mu) * inv * ss)"]),
+        *_over_channel(n, c, hw, "dy, x, dx",
+                       [f"dxv[i] = k * ({count} * np.float64(dyv[i]) - sb - (xv[i] - mu) * inv * ss)"]),
         "        dscale[ch] = ss",
         "        dbias[ch] = sb",
     ]
