@@ -1,6 +1,6 @@
 """The flat-grid convolution kernels (backends/numba_cpu/kernels/conv_flat.py) against the
 reference interpreter: the forward conv with its fused epilogues, the input gradient as a conv
-of dy with the flipped kernel, and the weight gradient.
+of dy with the flipped kernel, and the weight gradient; strided convs on the phase grid.
 
 Cases cover what the grid has to get right: pads on either side and larger than the kernel
 reach, dilation, groups, 1x1 and 5x5 kernels, channel counts that leave a partial tile, images
@@ -11,7 +11,7 @@ training step, so the convs stay in the plain layout. f32 to rtol 1e-4.
 import kiln
 import numpy as np
 import pytest
-from kiln.backends.numba_cpu.kernels import conv_flat
+from kiln.backends.numba_cpu.kernels import conv_flat, flat_grid
 from kiln.frontend import Builder
 
 GEO = {"stride": (1, 1), "dilation": (1, 1), "pads": (0, 0, 0, 0), "groups": 1}
@@ -87,7 +87,7 @@ def test_gradients_geometries():
 def test_partial_batches_and_uneven_jobs(monkeypatch, n):
     """Two images a batch: jobs of 3 and 2 (or 4 and 3) images end on a partial batch, whose
     stale images must not reach the weight gradient's sums."""
-    monkeypatch.setattr(conv_flat, "BATCH_BYTES", 2 * (4 + 6) * 7 * 7 * 4)
+    monkeypatch.setattr(flat_grid, "BATCH_BYTES", 2 * (4 + 6) * 7 * 7 * 4)
     monkeypatch.setattr(conv_flat, "MIN_CELLS", 0)
     b = Builder("flat_batches", seed=0)
     geo = {"pads": (1, 1, 1, 1)}
@@ -95,13 +95,31 @@ def test_partial_batches_and_uneven_jobs(monkeypatch, n):
     assert all("2 image(s)" in s for s in notes), notes
 
 
-def test_f64_and_stride_2_keep_the_gemm_route():
+STRIDED = [
+    (2, 16, (9, 11), 32, (3, 3), {"stride": (2, 2), "pads": (1, 1, 1, 1)}),  # ResNet's downsampling conv
+    (3, 5, (8, 8), 6, (1, 1), {"stride": (2, 2)}),                          # its 1x1 shortcut: one phase
+    (2, 4, (7, 10), 8, (5, 5), {"stride": (3, 3), "pads": (2, 1, 0, 2)}),   # stride 3, uneven pads
+    (2, 6, (6, 7), 4, (3, 2), {"stride": (2, 2), "pads": (0, 1, 1, 0), "groups": 2}),
+]
+
+
+def test_strided_forward_and_weight_gradient():
+    """Strided convs: forward and weight gradient on the phase grid, the input gradient by gemm."""
+    b = Builder("flat_strided", seed=0)
+    ys = [conv(b, i, *case, bias=i == 0, act="relu" if i == 1 else "") for i, case in enumerate(STRIDED)]
+    ys += [y for i, case in enumerate(STRIDED) for y in grads(b, 10 + i, *case)]
+    notes = check(b.build(*ys))
+    assert sum("phases" in n for n in notes) == 2 * len(STRIDED), notes
+    assert sum(n.startswith("gemm w^T") for n in notes) == len(STRIDED), notes
+
+
+def test_f64_and_dilated_strides_keep_the_gemm_route():
     b = Builder("not_flat", seed=0)
     x = b.input("x", (2, 4, 7, 7), "f64")
     w = b.input("w", (4, 4, 3, 3), "f64")
-    x2, w2 = b.input("x2", (2, 4, 7, 7)), b.input("w2", (4, 4, 3, 3))
+    x2, w2 = b.input("x2", (2, 4, 9, 9)), b.input("w2", (4, 4, 3, 3))
     g = b.build(b.op("conv2d", [x, w], {**GEO, "pads": (1, 1, 1, 1)}),
-                b.op("conv2d", [x2, w2], {**GEO, "stride": (2, 2)}))
+                b.op("conv2d", [x2, w2], {**GEO, "stride": (2, 2), "dilation": (2, 2)}))
     rng = np.random.default_rng(0)
     f = {v.name: rng.standard_normal(v.type.shape).astype(v.type.np_dtype) for v in g.inputs}
     exe = kiln.compile(g, target="cpu")

@@ -1,20 +1,12 @@
-"""Stride-1 convolutions (f32, plain NCHW / OIHW) on a padded flat grid, with 16-lane vector
-micro-kernels (simd.py): the forward conv, the input gradient as a forward conv, and the weight
-gradient. ResNet-20 batch 64 here: 0.8-1.0 ms per 3x3 conv and per gradient (about 330 GFLOP/s on
+"""Convolutions (f32, plain NCHW / OIHW) on a padded flat grid, with 16-lane vector micro-kernels
+(simd.py): the forward conv and the weight gradient (any stride), and the input gradient as a
+forward conv (stride 1). ResNet-20 batch 64 here: 0.8-1.0 ms per 3x3 conv and per gradient (about 330 GFLOP/s on
 two cores) against 2.0-3.9 ms for unfold + BLAS, whose OpenBLAS runs AVX2 kernels, half the
 AVX-512 width. The kernels are long (tiles unrolled over taps): a fresh compile of the ResNet-20
 step went from 71 to 100 s; numba's cache keeps it to once.
 
-The grid. Each job copies a batch of NB images into a buffer xp, one flat row per channel: image
-b is a block of Hb x Wp cells (Wp = W + max(PL, PR), Hb = H + max(PT, PB)) holding pixel (i, j)
-at cell b*BS + (PT + i)*Wp + PL + j (BS = Hb*Wp), zeros elsewhere. Output pixel (oi, oj) of image
-b is cell q = b*BS + oi*Wp + oj, and its tap (ki, kj) reads cell q + ki*DH*Wp + kj*DW: one offset
-per tap, the same for every pixel, so 16 consecutive cells are one (unaligned) vector load. The
-pads are shared: a read past a row's end lands in the next row's left pad, one below an image's
-last row in the next image's top pad (or the zero slack after the last), so a block needs only
-max(PL, PR) pad columns and max(PT, PB) pad rows. Cells that are not output pixels (columns >= OW,
-rows >= OH: 6% of the cells at 32x32, 21% at 8x8) compute values never stored (forward) or
-multiply zeros (weight gradient).
+The grid (flat_grid.py): a batch of images copied so that every tap is one flat offset from the
+output cell, the same for every pixel; 16 consecutive cells are one vector load.
 
 Forward: a tile of MR output channels x NV vectors of cells lives in registers while the loop
 runs over input channels and kernel rows, the KW taps unrolled: NV loads, then per channel one
@@ -37,18 +29,21 @@ from __future__ import annotations
 
 from ....ir import Node
 from .common import KernelSource, lit, parallel_jobs
-from .im2col import depthwise, threads
+from .flat_grid import batch_head, col_offset, fill, fill_input, grid, row_offset, tap_offset
+from .im2col import depthwise
 
 MR, NV = 4, 6  # forward tile: output channels x vectors of 16 cells (24 accumulators)
 MR_W, TR_W = 4, 6  # weight-gradient tile: output channels x rows of the unfolded weight
-BATCH_BYTES = 384 * 1024  # a job's grid buffers up to this size: more images per batch
 MIN_CELLS = 1024  # weight gradient: at least this many cells per batch before lanes are summed
 
 
 def usable(g: dict, dtype: str, grad_input: bool = False) -> bool:
-    """The flat grid serves f32 stride-1 convs that are not depthwise; the input gradient
-    also needs the flipped conv's pads, (K-1)*D - P, to be non-negative."""
-    if dtype != "f32" or g["SH"] != 1 or g["SW"] != 1 or depthwise(g):
+    """The flat grid serves f32 convs that are not depthwise, strided ones with equal strides
+    and no dilation. The input gradient takes stride 1 only, and the flipped conv's pads,
+    (K-1)*D - P, must not be negative."""
+    if dtype != "f32" or g["SH"] != g["SW"] or depthwise(g):
+        return False
+    if g["SH"] > 1 and (grad_input or g["DH"] != 1 or g["DW"] != 1):
         return False
     if grad_input:
         pads = g["PADS"]
@@ -56,52 +51,11 @@ def usable(g: dict, dtype: str, grad_input: bool = False) -> bool:
     return True
 
 
-def grid(n: int, xc: int, yc: int, h: int, w: int, oh: int, ow: int, kh: int, kw: int, dh: int, dw: int,
-         pads, cells_min: int) -> dict:
-    """Sizes of one job's grid: NB images a batch, Q16 cells a channel (16-rounded), XS cells
-    per input channel with the slack the last taps read, J jobs."""
-    pt, pl, pb, pr = pads
-    wp, hb = w + max(pl, pr), h + max(pt, pb)
-    bs = hb * wp
-    jobs = max(1, min(n, threads()))
-    per_job = -(-n // jobs)
-    per_image = (xc + yc) * bs * 4
-    nb = max(1, min(per_job, BATCH_BYTES // per_image))
-    if cells_min:
-        nb = max(nb, min(per_job, -(-cells_min // bs)))
-    q16 = -(-nb * bs // 16) * 16
-    reach = (kh - 1) * dh * wp + (kw - 1) * dw
-    xs = -(-(q16 + reach) // 16) * 16
-    return dict(N=n, XC=xc, YC=yc, H=h, W=w, OH=oh, OW=ow, KH=kh, KW=kw, DH=dh, DW=dw, PT=pt, PL=pl,
-                WP=wp, BS=bs, NB=nb, Q16=q16, XS=xs, J=jobs, BATCHES=-(-per_job // nb))
-
-
-def _batch_head(f: dict) -> list[str]:
-    """Job prologue: this job's images [lo, hi), its buffers zeroed once; then `for bt`."""
-    return [f"        lo = job * {f['N']} // {f['J']}",
-            f"        hi = (job + 1) * {f['N']} // {f['J']}",
-            f"        xo = job * {f['XC'] * f['XS']}",
-            f"        xp[xo:xo + {f['XC'] * f['XS']}] = 0",
-            f"        for bt in range({f['BATCHES']}):",
-            f"            n0 = lo + bt * {f['NB']}",
-            f"            nb = min({f['NB']}, hi - n0)",
-            "            if nb <= 0:",
-            "                break"]
-
-
-def _fill(f: dict, src: str, dst: str, base: str, chans: int, rows: int, cols: int, stride: int,
-          first: int) -> list[str]:
-    """Copy images n0 .. n0+nb of `src` [N, chans, rows, cols] onto the grid `dst`: channel c of
-    image bi at base + c*stride + bi*BS + first + i*WP, over row views so the copy vectorises."""
-    return ["            for bi in range(nb):",
-            f"                for c in range({chans}):",
-            f"                    s0 = ((n0 + bi) * {chans} + c) * {rows * cols}",
-            f"                    d0 = {base} + c * {stride} + bi * {f['BS']} + {first}",
-            f"                    for i in range({rows}):",
-            f"                        d = {dst}[d0 + i * {f['WP']}:d0 + i * {f['WP']} + {cols}]",
-            f"                        e = {src}[s0 + i * {cols}:s0 + (i + 1) * {cols}]",
-            f"                        for k in range({cols}):",
-            "                            d[k] = e[k]"]
+def _grid(g: dict, cells_min: int = 0) -> dict:
+    f = grid(g["N"], g["C"], g["M"], g["H"], g["W"], g["OH"], g["OW"], g["KH"], g["KW"], g["DH"], g["DW"],
+             g["PADS"], cells_min, g["SH"])
+    f.update(XCG=g["CG"], YCG=g["MG"], G=g["G"], K=g["K"])
+    return f
 
 
 # -- forward (and input gradient) ----------------------------------------------------------------
@@ -109,12 +63,12 @@ def _fw_tile(f: dict, wref, mr: int, nv: int, q0: str, ind: str) -> list[str]:
     """One MR x NV tile at cells q0 of output channels m0 .. m0+mr of group gi."""
     out = [f"{ind}a{r}_{v} = vzero()" for r in range(mr) for v in range(nv)]
     out += [f"{ind}for c in range({f['XCG']}):",
-            f"{ind}    xb = xo + (gi * {f['XCG']} + c) * {f['XS']} + {q0}",
+            f"{ind}    xb = xo + (gi * {f['XCG']} + c) * {f['SS'] * f['XS']} + {q0}",
             f"{ind}    for ki in range({f['KH']}):",
-            f"{ind}        xr = xb + ki * {f['DH'] * f['WP']}"]
+            f"{ind}        xr = xb + {row_offset(f, 'ki')}"]
     body = ind + "        "
     for kj in range(f["KW"]):
-        out += [f"{body}b{v} = vload(xp, xr + {kj * f['DW'] + 16 * v})" for v in range(nv)]
+        out += [f"{body}b{v} = vload(xp, xr + {col_offset(f, kj) + 16 * v})" for v in range(nv)]
         for r in range(mr):
             out.append(f"{body}s = vsplat(w[{wref(r, kj)}])")
             out += [f"{body}a{r}_{v} = vfma(s, b{v}, a{r}_{v})" for v in range(nv)]
@@ -195,14 +149,13 @@ def _copy_out(node: Node | None, f: dict) -> list[str]:
 def flat_conv(node: Node, f: dict, args: tuple[str, ...], params: str, flipped: bool, note: str) -> KernelSource:
     """The forward kernel over plan `f` (see forward / grad_input)."""
     wref = _fw_weights(f, flipped)
-    lines = _batch_head(f)
-    lines.insert(3, f"        yo = job * {f['YC'] * f['Q16']}")
-    lines += _fill(f, "x", "xp", "xo", f["XC"], f["H"], f["W"], f["XS"], f["PT"] * f["WP"] + f["PL"])
+    lines = batch_head(f, [f"        yo = job * {f['YC'] * f['Q16']}"])
+    lines += fill_input(f)
     lines.append(f"            for gi in range({f['G']}):")
     lines += _fw_tiles(f, wref)
     lines += _copy_out(None if flipped else node, f)
     body = parallel_jobs(params, f["J"], lines)
-    scratch = (("f32", f["J"] * f["XC"] * f["XS"]), ("f32", f["J"] * f["YC"] * f["Q16"]))
+    scratch = (("f32", f["J"] * f["XC"] * f["SS"] * f["XS"]), ("f32", f["J"] * f["YC"] * f["Q16"]))
     return KernelSource(body, args, note, parallel=True, fastmath=True, scratch=scratch)
 
 
@@ -213,11 +166,11 @@ def _note(f: dict, what: str) -> str:
 
 def forward(node: Node, ins, outs, g: dict) -> KernelSource:
     a = node.attrs
-    f = grid(g["N"], g["C"], g["M"], g["H"], g["W"], g["OH"], g["OW"], g["KH"], g["KW"], g["DH"], g["DW"],
-             a["pads"], 0)
-    f.update(XCG=g["CG"], YCG=g["MG"], G=g["G"], BIAS=len(ins) > 2)
+    f = _grid(g)
+    f["BIAS"] = len(ins) > 2
     params = "x, w" + (", b" if f["BIAS"] else "") + (", r" if a["residual"] else "") + ", y, xp, yp"
-    return flat_conv(node, f, (*node.inputs, node.outputs[0].name), params, False, _note(f, "conv"))
+    what = "conv" + (f", stride {f['S']} as {f['SS']} phases" if f["S"] > 1 else "")
+    return flat_conv(node, f, (*node.inputs, node.outputs[0].name), params, False, _note(f, what))
 
 
 def grad_input(node: Node, ins, outs, g: dict) -> KernelSource:
@@ -225,7 +178,7 @@ def grad_input(node: Node, ins, outs, g: dict) -> KernelSource:
     kh, kw = (g["KH"] - 1) * g["DH"], (g["KW"] - 1) * g["DW"]
     pt, pl, pb, pr = g["PADS"]
     f = grid(g["N"], g["M"], g["C"], g["OH"], g["OW"], g["H"], g["W"], g["KH"], g["KW"], g["DH"], g["DW"],
-             (kh - pt, kw - pl, kh - pb, kw - pr), 0)
+             (kh - pt, kw - pl, kh - pb, kw - pr))
     f.update(XCG=g["MG"], YCG=g["CG"], G=g["G"], BIAS=False)
     return flat_conv(node, f, (*node.inputs, node.outputs[0].name), "x, w, y, xp, yp", True,
                      _note(f, "conv of dy with the flipped kernel"))
@@ -234,11 +187,10 @@ def grad_input(node: Node, ins, outs, g: dict) -> KernelSource:
 # -- weight gradient ---------------------------------------------------------------------------
 def _gw_tile(f: dict, mr: int, tr: int, ind: str) -> list[str]:
     """Dot products of dy' rows m0 .. m0+mr with the xp rows of unfolded-weight rows k0 .. k0+tr."""
-    kk = f["KH"] * f["KW"]
     out = []
     for t in range(tr):
-        tap = f"((k{t} // {f['KW']}) % {f['KH']}) * {f['DH'] * f['WP']} + (k{t} % {f['KW']}) * {f['DW']}"
-        out += [f"{ind}k{t} = k0 + {t}", f"{ind}o{t} = xo + (gi * {f['XCG']} + k{t} // {kk}) * {f['XS']} + {tap}"]
+        out += [f"{ind}k{t} = k0 + {t}",
+                f"{ind}o{t} = xo + gi * {f['XCG'] * f['SS'] * f['XS']} + {tap_offset(f, f'k{t}')}"]
     out += [f"{ind}y{r} = yo + (gi * {f['YCG']} + m0 + {r}) * {f['Q16']}" for r in range(mr)]
     out += [f"{ind}a{r}_{t} = vzero()" for r in range(mr) for t in range(tr)]
     out.append(f"{ind}for q in range(0, qn, 16):")
@@ -277,20 +229,17 @@ def _gw_tiles(f: dict) -> list[str]:
 
 def grad_weight(node: Node, ins, outs, g: dict) -> KernelSource:
     """dw from x and dy, each job over its images into a float64 partial, then the sum."""
-    f = grid(g["N"], g["C"], g["M"], g["H"], g["W"], g["OH"], g["OW"], g["KH"], g["KW"], g["DH"], g["DW"],
-             node.attrs["pads"], MIN_CELLS)
-    f.update(XCG=g["CG"], YCG=g["MG"], G=g["G"], K=g["K"])
+    f = _grid(g, MIN_CELLS)
     mk = g["M"] * g["K"]
-    bs, nbmax = f["BS"], f["NB"]
-    lines = _batch_head(f)
-    lines[3:3] = [f"        yo = job * {f['YC'] * f['Q16']}",
-                  f"        po = job * {mk}",
-                  f"        dyp[yo:yo + {f['YC'] * f['Q16']}] = 0",
-                  f"        part[po:po + {mk}] = 0"]
-    lines += _fill(f, "x", "xp", "xo", f["XC"], f["H"], f["W"], f["XS"], f["PT"] * f["WP"] + f["PL"])
-    lines += _fill(f, "dy", "dyp", "yo", f["YC"], f["OH"], f["OW"], f["Q16"], 0)
+    bs, nbmax, xs = f["BS"], f["NB"], f["SS"] * f["XS"]
+    lines = batch_head(f, [f"        yo = job * {f['YC'] * f['Q16']}",
+                           f"        po = job * {mk}",
+                           f"        dyp[yo:yo + {f['YC'] * f['Q16']}] = 0",
+                           f"        part[po:po + {mk}] = 0"])
+    lines += fill_input(f)
+    lines += fill(f, "dy", "dyp", "yo", f["YC"], f["OH"], f["OW"], f["Q16"], 0)
     lines += [f"            if nb < {nbmax}:  # the last batch: no stale images in the sums",
-              f"                for c in range({f['XC']}):",
+              f"                for c in range({f['XC'] * f['SS']}):",
               f"                    xp[xo + c * {f['XS']} + nb * {bs}:xo + c * {f['XS']} + {nbmax * bs}] = 0",
               f"                for m in range({f['YC']}):",
               f"                    dyp[yo + m * {f['Q16']} + nb * {bs}:yo + m * {f['Q16']} + {nbmax * bs}] = 0",
@@ -305,6 +254,7 @@ def grad_weight(node: Node, ins, outs, g: dict) -> KernelSource:
             acc += part[j * {mk} + i]
         dw[i] = acc
 """
-    scratch = (("f32", f["J"] * f["XC"] * f["XS"]), ("f32", f["J"] * f["YC"] * f["Q16"]), ("f64", f["J"] * mk))
-    return KernelSource(body, (*node.inputs, node.outputs[0].name), _note(f, "weight gradient"), parallel=True,
+    scratch = (("f32", f["J"] * f["XC"] * xs), ("f32", f["J"] * f["YC"] * f["Q16"]), ("f64", f["J"] * mk))
+    what = "weight gradient" + (f", stride {f['S']} as {f['SS']} phases" if f["S"] > 1 else "")
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), _note(f, what), parallel=True,
                         fastmath=True, scratch=scratch)
