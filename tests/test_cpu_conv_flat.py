@@ -109,7 +109,7 @@ def test_strided_forward_and_weight_gradient():
     ys = [conv(b, i, *case, bias=i == 0, act="relu" if i == 1 else "") for i, case in enumerate(STRIDED)]
     ys += [y for i, case in enumerate(STRIDED) for y in grads(b, 10 + i, *case)]
     notes = check(b.build(*ys))
-    assert sum("phases" in n for n in notes) == 2 * len(STRIDED), notes
+    assert sum("phase(s)" in n for n in notes) == 2 * len(STRIDED), notes
     assert sum(n.startswith("gemm w^T") for n in notes) == len(STRIDED), notes
 
 

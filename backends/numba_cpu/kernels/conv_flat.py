@@ -169,7 +169,7 @@ def forward(node: Node, ins, outs, g: dict) -> KernelSource:
     f = _grid(g)
     f["BIAS"] = len(ins) > 2
     params = "x, w" + (", b" if f["BIAS"] else "") + (", r" if a["residual"] else "") + ", y, xp, yp"
-    what = "conv" + (f", stride {f['S']} as {f['SS']} phases" if f["S"] > 1 else "")
+    what = "conv" + (f", stride {f['S']} on {f['SS']} phase(s)" if f["S"] > 1 else "")
     return flat_conv(node, f, (*node.inputs, node.outputs[0].name), params, False, _note(f, what))
 
 
@@ -189,8 +189,8 @@ def _gw_tile(f: dict, mr: int, tr: int, ind: str) -> list[str]:
     """Dot products of dy' rows m0 .. m0+mr with the xp rows of unfolded-weight rows k0 .. k0+tr."""
     out = []
     for t in range(tr):
-        out += [f"{ind}k{t} = k0 + {t}",
-                f"{ind}o{t} = xo + gi * {f['XCG'] * f['SS'] * f['XS']} + {tap_offset(f, f'k{t}')}"]
+        out += [f"{ind}k{t} = k0 + {t}"] if t else []
+        out.append(f"{ind}o{t} = xo + gi * {f['XCG'] * f['SS'] * f['XS']} + {tap_offset(f, f'k{t}')}")
     out += [f"{ind}y{r} = yo + (gi * {f['YCG']} + m0 + {r}) * {f['Q16']}" for r in range(mr)]
     out += [f"{ind}a{r}_{t} = vzero()" for r in range(mr) for t in range(tr)]
     out.append(f"{ind}for q in range(0, qn, 16):")
@@ -255,6 +255,6 @@ def grad_weight(node: Node, ins, outs, g: dict) -> KernelSource:
         dw[i] = acc
 """
     scratch = (("f32", f["J"] * f["XC"] * xs), ("f32", f["J"] * f["YC"] * f["Q16"]), ("f64", f["J"] * mk))
-    what = "weight gradient" + (f", stride {f['S']} as {f['SS']} phases" if f["S"] > 1 else "")
+    what = "weight gradient" + (f", stride {f['S']} on {f['SS']} phase(s)" if f["S"] > 1 else "")
     return KernelSource(body, (*node.inputs, node.outputs[0].name), _note(f, what), parallel=True,
                         fastmath=True, scratch=scratch)
