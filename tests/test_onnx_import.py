@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from kiln import compile as compile_model
 from kiln.errors import KilnError, ModelError, UnsupportedError
 from kiln.frontend.onnx import from_onnx
 from kiln.runtime import interpret
@@ -365,24 +366,37 @@ def test_foreign_domain():
     assert "custom" in str(e.value) and "com.example" in str(e.value)
 
 
-def test_conv_3d_unsupported():
-    x = rand(0, 1, 2, 4, 4, 4)
-    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv3d")
-    m = model([conv], {"x": x}, ["y"], {"w": rand(1, 3, 2, 2, 2, 2)})
-    with pytest.raises(UnsupportedError, match="3-D") as e:
+def test_conv_4d_unsupported():
+    x = rand(0, 1, 2, 3, 3, 3, 3)
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv4d")
+    m = model([conv], {"x": x}, ["y"], {"w": rand(1, 3, 2, 2, 2, 2, 2)})
+    with pytest.raises(UnsupportedError, match="4-D convolution .*kiln supports 1-D, 2-D and 3-D") as e:
         from_onnx(m)
-    assert "conv3d" in str(e.value)
+    assert "conv4d" in str(e.value)
+
+
+def test_conv_3d_matches_onnx_reference():
+    """3-D convs import as a 2-D conv over depth taps; checked against onnx's own evaluator."""
+    from onnx.reference import ReferenceEvaluator
+
+    x, w = rand(0, 2, 4, 5, 4, 6), rand(1, 6, 2, 3, 2, 3)
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], strides=[2, 1, 2], pads=[1, 0, 1, 1, 1, 0],
+                            dilations=[1, 2, 1], group=2)
+    m = model([conv], {"x": x}, ["y"], {"w": w})
+    want = ReferenceEvaluator(m).run(None, {"x": x})[0]
+    got = compile_model(from_onnx(m)).run({"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_unsupported_attribute_value():
     x, c = rand(0, 1, 3, 4, 4), 3
     ins = ["x", "bn.scale", "bn.bias", "bn.mean", "bn.var"]
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])
-    m = model([helper.make_node("BatchNormalization", ins, ["y"], name="bn_train", training_mode=1)],
-              {"x": x}, [y], _bn_inits("bn", c, 1), opset=15)
-    with pytest.raises(UnsupportedError, match="training_mode") as e:
+    m = model([helper.make_node("BatchNormalization", ins, ["y"], name="bn_per_activation", spatial=0)],
+              {"x": x}, [y], _bn_inits("bn", c, 1), opset=7)
+    with pytest.raises(UnsupportedError, match="spatial=0") as e:
         from_onnx(m)
-    assert "bn_train" in str(e.value)
+    assert "bn_per_activation" in str(e.value)
 
 
 def test_reshape_shape_from_graph_input_needs_constant():
