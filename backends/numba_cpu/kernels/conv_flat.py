@@ -1,9 +1,10 @@
 """Convolutions (f32, plain NCHW / OIHW) on a padded flat grid, with 16-lane vector micro-kernels
-(simd.py): the forward conv and the weight gradient (any stride), and the input gradient as a
-forward conv (stride 1). ResNet-20 batch 64 here: 0.8-1.0 ms per 3x3 conv and per gradient (about 330 GFLOP/s on
-two cores) against 2.0-3.9 ms for unfold + BLAS, whose OpenBLAS runs AVX2 kernels, half the
-AVX-512 width. The kernels are long (tiles unrolled over taps): a fresh compile of the ResNet-20
-step went from 71 to 100 s; numba's cache keeps it to once.
+(simd.py): the forward conv, the input gradient as forward convs of dy, and the weight gradient,
+at any stride. ResNet-20 batch 64 here: 0.8-1.0 ms per stride-1 3x3 conv or gradient (about 330
+GFLOP/s on two cores) against 2.0-3.9 ms for unfold + BLAS, whose OpenBLAS runs AVX2 kernels,
+half the AVX-512 width; the stride-2 ones 0.6-0.7 ms against 1.0-1.6. The kernels are long
+(tiles unrolled over taps), 3-5 s each to compile: a cold compile of the ResNet-20 step went
+from 71 s to about 100; numba's cache keeps it to once.
 
 The grid (flat_grid.py): a batch of images copied so that every tap is one flat offset from the
 output cell, the same for every pixel; 16 consecutive cells are one vector load.
@@ -14,9 +15,10 @@ weight broadcast and NV FMAs. Tiles go to a grid buffer yp, copied out to y row 
 bias, residual and activation. Cell tiles are the outer loop, so a tile's input window stays in
 L1 while every channel tile uses it.
 
-Input gradient (stride 1): dx is the forward conv of dy with the kernel flipped and its channel
+Input gradient, stride 1: dx is the forward conv of dy with the kernel flipped and its channel
 axes swapped, pads (KH-1)*DH - PT (top), ... (bottom PB, likewise for columns); the weight
-broadcasts read w at the flipped, transposed index, so no weight copy is made.
+broadcasts read w at the flipped, transposed index, so no weight copy is made. Stride S: each of
+dx's S*S output phases is such a conv with its share of the taps (grad_input_strided).
 
 Weight gradient: dw[m, k] = sum over cells q of dy'[m, q] * xp[q + offset(k)], k = (c, ki, kj),
 where dy' is dy on the grid with zeros off the output pixels. A tile of MR channels x TR rows k
@@ -27,9 +29,12 @@ partials of the jobs are summed at the end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from ....ir import Node
 from .common import KernelSource, lit, parallel_jobs
-from .flat_grid import batch_head, col_offset, fill, fill_input, grid, row_offset, tap_offset
+from .flat_grid import batch_head, col_offset, fill, fill_input, grid, row_offset, span, tap_offset
 from .im2col import depthwise
 
 MR, NV = 4, 6  # forward tile: output channels x vectors of 16 cells (24 accumulators)
@@ -39,13 +44,14 @@ MIN_CELLS = 1024  # weight gradient: at least this many cells per batch before l
 
 def usable(g: dict, dtype: str, grad_input: bool = False) -> bool:
     """The flat grid serves f32 convs that are not depthwise, strided ones with equal strides
-    and no dilation. The input gradient takes stride 1 only, and the flipped conv's pads,
-    (K-1)*D - P, must not be negative."""
+    and no dilation. A stride-1 input gradient (a conv with the flipped kernel) also needs that
+    conv's pads, (K-1)*D - P, to be non-negative; a strided one, pads smaller than the stride
+    times the kernel (any sane conv)."""
     if dtype != "f32" or g["SH"] != g["SW"] or depthwise(g):
         return False
-    if g["SH"] > 1 and (grad_input or g["DH"] != 1 or g["DW"] != 1):
+    if g["SH"] > 1 and (g["DH"] != 1 or g["DW"] != 1):
         return False
-    if grad_input:
+    if grad_input and g["SH"] == 1:
         pads = g["PADS"]
         return (g["KH"] - 1) * g["DH"] >= max(pads[0], pads[2]) and (g["KW"] - 1) * g["DW"] >= max(pads[1], pads[3])
     return True
@@ -59,35 +65,50 @@ def _grid(g: dict, cells_min: int = 0) -> dict:
 
 
 # -- forward (and input gradient) ----------------------------------------------------------------
-def _fw_tile(f: dict, wref, mr: int, nv: int, q0: str, ind: str) -> list[str]:
+@dataclass(frozen=True)
+class Taps:
+    """What a tile sums over, per input channel c: `rows` kernel rows looped at run time (ki),
+    each at cell offset `row`, and the unrolled columns at static offsets `cols`; `weight(r, j)`
+    is w's index for output channel m0 + r and column j (ki, c, gi and m0 bound in the code)."""
+
+    rows: int
+    row: str
+    cols: tuple[int, ...]
+    weight: Callable[[int, int], str]
+
+
+def _fw_tile(f: dict, taps: Taps, mr: int, nv: int, q0: str, ind: str) -> list[str]:
     """One MR x NV tile at cells q0 of output channels m0 .. m0+mr of group gi."""
     out = [f"{ind}a{r}_{v} = vzero()" for r in range(mr) for v in range(nv)]
     out += [f"{ind}for c in range({f['XCG']}):",
             f"{ind}    xb = xo + (gi * {f['XCG']} + c) * {f['SS'] * f['XS']} + {q0}",
-            f"{ind}    for ki in range({f['KH']}):",
-            f"{ind}        xr = xb + {row_offset(f, 'ki')}"]
+            f"{ind}    for ki in range({taps.rows}):",
+            f"{ind}        xr = xb + {taps.row}"]
     body = ind + "        "
-    for kj in range(f["KW"]):
-        out += [f"{body}b{v} = vload(xp, xr + {col_offset(f, kj) + 16 * v})" for v in range(nv)]
+    for j, col in enumerate(taps.cols):
+        out += [f"{body}b{v} = vload(xp, xr + {col + 16 * v})" for v in range(nv)]
         for r in range(mr):
-            out.append(f"{body}s = vsplat(w[{wref(r, kj)}])")
+            out.append(f"{body}s = vsplat(w[{taps.weight(r, j)}])")
             out += [f"{body}a{r}_{v} = vfma(s, b{v}, a{r}_{v})" for v in range(nv)]
     out += [f"{ind}vstore(yp, yo + (gi * {f['YCG']} + m0 + {r}) * {f['Q16']} + {q0} + {16 * v}, a{r}_{v})"
             for r in range(mr) for v in range(nv)]
     return out
 
 
-def _fw_weights(f: dict, flipped: bool):
-    """w's flat index for output channel m0 + r (within group gi), input channel c, tap (ki, kj)."""
-    kk = f["KH"] * f["KW"]
-    if not flipped:  # w [YC, XCG, KH, KW]
-        return lambda r, kj: f"((gi * {f['YCG']} + m0 + {r}) * {f['XCG']} + c) * {kk} + ki * {f['KW']} + {kj}"
-    # input gradient: w [XC, YCG, KH, KW] (the forward's [M, CG, ...]), flipped taps
-    return lambda r, kj: (f"((gi * {f['XCG']} + c) * {f['YCG']} + m0 + {r}) * {kk} + "
-                          f"({f['KH'] - 1} - ki) * {f['KW']} + {f['KW'] - 1 - kj}")
+def _fw_taps(f: dict, flipped: bool) -> Taps:
+    """Every tap of the kernel; flipped: the input gradient's, w read as [XC, YCG, KH, KW] (the
+    forward's [M, CG, ...]) with both kernel axes reversed."""
+    kk, kw = f["KH"] * f["KW"], f["KW"]
+    if flipped:
+        def weight(r, j):
+            return f"((gi * {f['XCG']} + c) * {f['YCG']} + m0 + {r}) * {kk} + ({f['KH'] - 1} - ki) * {kw} + {kw - 1 - j}"
+    else:
+        def weight(r, j):
+            return f"((gi * {f['YCG']} + m0 + {r}) * {f['XCG']} + c) * {kk} + ki * {kw} + {j}"
+    return Taps(f["KH"], row_offset(f, "ki"), tuple(col_offset(f, j) for j in range(kw)), weight)
 
 
-def _fw_tiles(f: dict, wref) -> list[str]:
+def _fw_tiles(f: dict, taps: Taps) -> list[str]:
     """Every tile of group gi: cell tiles of NV vectors (then the tail), channel tiles inside."""
     full, tail = divmod(f["Q16"] // 16, NV)
     mfull, mtail = divmod(f["YCG"], MR)
@@ -96,13 +117,13 @@ def _fw_tiles(f: dict, wref) -> list[str]:
         out = []
         if mfull:
             out += [f"{ind}for mt in range({mfull}):", f"{ind}    m0 = mt * {MR}"]
-            out += _fw_tile(f, wref, MR, nv, q0, ind + "    ")
+            out += _fw_tile(f, taps, MR, nv, q0, ind + "    ")
         if mtail:
             out.append(f"{ind}m0 = {mfull * MR}")
-            out += _fw_tile(f, wref, mtail, nv, q0, ind)
+            out += _fw_tile(f, taps, mtail, nv, q0, ind)
         return out
 
-    out = []
+    out = [f"            for gi in range({f['G']}):"]
     if full:
         out.append(f"                for qt in range({full}):")
         out += channel_tiles(NV, f"qt * {16 * NV}", " " * 20)
@@ -146,14 +167,10 @@ def _copy_out(node: Node | None, f: dict) -> list[str]:
     return lines
 
 
-def flat_conv(node: Node, f: dict, args: tuple[str, ...], params: str, flipped: bool, note: str) -> KernelSource:
-    """The forward kernel over plan `f` (see forward / grad_input)."""
-    wref = _fw_weights(f, flipped)
-    lines = batch_head(f, [f"        yo = job * {f['YC'] * f['Q16']}"])
-    lines += fill_input(f)
-    lines.append(f"            for gi in range({f['G']}):")
-    lines += _fw_tiles(f, wref)
-    lines += _copy_out(None if flipped else node, f)
+def flat_conv(f: dict, args: tuple[str, ...], params: str, note: str, body_lines: list[str]) -> KernelSource:
+    """A forward-shaped kernel over plan `f`: per batch, the grid fill, then `body_lines` (tiles
+    and copy-outs)."""
+    lines = batch_head(f, [f"        yo = job * {f['YC'] * f['Q16']}"]) + fill_input(f) + body_lines
     body = parallel_jobs(params, f["J"], lines)
     scratch = (("f32", f["J"] * f["XC"] * f["SS"] * f["XS"]), ("f32", f["J"] * f["YC"] * f["Q16"]))
     return KernelSource(body, args, note, parallel=True, fastmath=True, scratch=scratch)
@@ -170,7 +187,8 @@ def forward(node: Node, ins, outs, g: dict) -> KernelSource:
     f["BIAS"] = len(ins) > 2
     params = "x, w" + (", b" if f["BIAS"] else "") + (", r" if a["residual"] else "") + ", y, xp, yp"
     what = "conv" + (f", stride {f['S']} on {f['SS']} phase(s)" if f["S"] > 1 else "")
-    return flat_conv(node, f, (*node.inputs, node.outputs[0].name), params, False, _note(f, what))
+    lines = _fw_tiles(f, _fw_taps(f, False)) + _copy_out(node, f)
+    return flat_conv(f, (*node.inputs, node.outputs[0].name), params, _note(f, what), lines)
 
 
 def grad_input(node: Node, ins, outs, g: dict) -> KernelSource:
@@ -180,8 +198,63 @@ def grad_input(node: Node, ins, outs, g: dict) -> KernelSource:
     f = grid(g["N"], g["M"], g["C"], g["OH"], g["OW"], g["H"], g["W"], g["KH"], g["KW"], g["DH"], g["DW"],
              (kh - pt, kw - pl, kh - pb, kw - pr))
     f.update(XCG=g["MG"], YCG=g["CG"], G=g["G"], BIAS=False)
-    return flat_conv(node, f, (*node.inputs, node.outputs[0].name), "x, w, y, xp, yp", True,
-                     _note(f, "conv of dy with the flipped kernel"))
+    lines = _fw_tiles(f, _fw_taps(f, True)) + _copy_out(None, f)
+    return flat_conv(f, (*node.inputs, node.outputs[0].name), "x, w, y, xp, yp",
+                     _note(f, "conv of dy with the flipped kernel"), lines)
+
+
+def _phase_copy_out(f: dict, s: int, a: int, b: int, pads) -> list[str]:
+    """Cells (i, j) of output phase (a, b) into dx[S*i + a - PT, S*j + b - PL], strided views."""
+    i0, i1 = span(s, a, pads[0], f["XH"], f["OH"])
+    j0, j1 = span(s, b, pads[1], f["XW"], f["OW"])
+    if i1 == i0 or j1 == j0:
+        return []
+    first = s * j0 + b - pads[1]
+    return ["            for bi in range(nb):",
+            f"                for m in range({f['YC']}):",
+            f"                    s0 = yo + m * {f['Q16']} + bi * {f['BS']}",
+            f"                    d0 = ((n0 + bi) * {f['YC']} + m) * {f['XH'] * f['XW']} + {first}",
+            f"                    for i in range({i0}, {i1}):",
+            f"                        e = yp[s0 + i * {f['WP']} + {j0}:s0 + i * {f['WP']} + {j1}]",
+            f"                        r0 = d0 + (i * {s} + {a - pads[0]}) * {f['XW']}",
+            f"                        d = y[r0:r0 + {s * (j1 - j0 - 1) + 1}:{s}]",
+            f"                        for k in range({j1 - j0}):",
+            "                            d[k] = e[k]"]
+
+
+def grad_input_strided(node: Node, ins, outs, g: dict) -> KernelSource:
+    """Stride S: output phase (a, b) of dx, dx[S*i + a - PT, S*j + b - PL], is a stride-1
+    correlation of dy with the taps (a + S*t, b + S*u): sum over t, u of w[a + S*t, b + S*u] *
+    dy[i - t, j - u]. dy goes on a stride-1 grid padded by the most taps a phase has, less one;
+    the phases run in turn, each into yp and then out to its strided cells of dx. Cells of dx no
+    phase computes (a phase without taps, rows the forward conv's floor dropped) are zeroed."""
+    s, kh, kw = g["SH"], g["KH"], g["KW"]
+    rows = [len(range(a, kh, s)) for a in range(s)]
+    cols = [len(range(b, kw, s)) for b in range(s)]
+    pt, pl = rows[0] - 1, cols[0] - 1
+    f = grid(g["N"], g["M"], g["C"], g["OH"], g["OW"], g["OH"] + pt, g["OW"] + pl, rows[0], cols[0], 1, 1,
+             (pt, pl, pt, pl))
+    f.update(XCG=g["MG"], YCG=g["CG"], G=g["G"], XH=g["H"], XW=g["W"])
+    lines, covered = [], 0
+    for a in range(s):
+        for b in range(s):
+            if not rows[a] or not cols[b]:
+                continue
+            i0, i1 = span(s, a, g["PT"], g["H"], f["OH"])
+            j0, j1 = span(s, b, g["PL"], g["W"], f["OW"])
+            covered += (i1 - i0) * (j1 - j0)
+
+            def weight(r, u, a=a, b=b):
+                return (f"((gi * {f['XCG']} + c) * {f['YCG']} + m0 + {r}) * {kh * kw} + "
+                        f"({a} + {s} * ki) * {kw} + {b + s * u}")
+
+            taps = Taps(rows[a], f"({pt} - ki) * {f['WP']}", tuple(pl - u for u in range(cols[b])), weight)
+            lines += _fw_tiles(f, taps) + _phase_copy_out(f, s, a, b, g["PADS"])
+    if covered < g["H"] * g["W"]:
+        plane = g["C"] * g["H"] * g["W"]
+        lines[:0] = [f"            y[n0 * {plane}:(n0 + nb) * {plane}] = 0"]
+    note = _note(f, f"conv of dy with the flipped kernel, stride {s} as {s * s} output phases")
+    return flat_conv(f, (*node.inputs, node.outputs[0].name), "x, w, y, xp, yp", note, lines)
 
 
 # -- weight gradient ---------------------------------------------------------------------------

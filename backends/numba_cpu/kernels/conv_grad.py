@@ -128,7 +128,7 @@ def KERNEL(dy, w, dx):
 def conv2d_grad_input(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
     g = geometry(node, outs[0].shape, ins[1].shape, ins[0].shape)
     if conv_flat.usable(g, ins[0].dtype, grad_input=True):
-        return conv_flat.grad_input(node, ins, outs, g)
+        return (conv_flat.grad_input if g["SH"] == 1 else conv_flat.grad_input_strided)(node, ins, outs, g)
     return (_grad_input_direct if depthwise(g) else _grad_input_gemm)(node, ins, outs, g)
 
 

@@ -106,7 +106,7 @@ def fill(f: dict, src: str, dst: str, base: str, chans: int, rows: int, cols: in
             "                            d[k] = e[k]"]
 
 
-def _span(s: int, phase: int, pad: int, size: int, cells: int) -> tuple[int, int]:
+def span(s: int, phase: int, pad: int, size: int, cells: int) -> tuple[int, int]:
     """Phase cells [lo, hi) whose padded position s*i + phase lands inside [pad, pad + size)."""
     lo = max(0, -(-(pad - phase) // s))
     hi = min(cells, (size - 1 + pad - phase) // s + 1)
@@ -123,8 +123,8 @@ def fill_phases(f: dict) -> list[str]:
            f"                    d0 = xo + c * {f['SS'] * f['XS']} + bi * {f['BS']}"]
     for p in range(f["SS"]):
         a, b = divmod(p, f["SB"])
-        i0, i1 = _span(s, a, f["PT"], f["H"], hq)
-        j0, j1 = _span(s, b, f["PL"], f["W"], f["WP"])
+        i0, i1 = span(s, a, f["PT"], f["H"], hq)
+        j0, j1 = span(s, b, f["PL"], f["W"], f["WP"])
         if i1 == i0 or j1 == j0:
             continue
         first = s * j0 + b - f["PL"]
