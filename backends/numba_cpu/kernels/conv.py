@@ -1,9 +1,14 @@
 """Convolution kernels (NCHW activations, OIHW weights).
 
-Two routes, chosen per layer from its shape (the choice is the kernel's note, shown in dumps):
-- `gemm`: unfold the input into a [C/g * KH * KW, OH * OW] matrix (im2col.py; skipped for a 1x1,
-  stride-1, unpadded conv, whose input already is that matrix), then one BLAS product per image
-  and group into the output, bias added after.
+NCHW16c outputs go to conv_blocked.py. Plain layouts take one of three routes, chosen per layer
+from its shape (the choice is the kernel's note, shown in dumps):
+- `flat grid`: f32 convs, strided ones without dilation, run on 16-lane vector micro-kernels
+  over a padded copy of the input where every tap is one flat offset (conv_flat.py). This is
+  the route of a training step's convs, whose weights change every step.
+- `gemm`: anything else not depthwise (f64, dilated and strided): unfold the input into a
+  [C/g * KH * KW, OH * OW] matrix (im2col.py; skipped for a 1x1, stride-1, unpadded conv, whose
+  input already is that matrix), then one BLAS product per image and group into the output,
+  bias added after.
 - `direct`: depthwise convs (one input channel per group) loop over the window directly; a
   matrix product of one row would only add overhead.
 """
