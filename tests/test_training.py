@@ -26,6 +26,17 @@ def small_cnn(batch: int = 4, dropout: float = 0.0, seed: int = 0):
     return b.build(b.linear(b.flatten(x), 3, name="fc"))
 
 
+def resnet_block():
+    """conv-BN-relu, conv-BN, residual add, relu, a strided 1x1 projection, global pool, fc."""
+    b = Builder("block", seed=2)
+    x = b.input("input", (2, 4, 6, 6))
+    h = b.relu(b.batch_norm(b.conv2d(x, 4, 3, pads=1, bias=False, name="conv1"), name="bn1"))
+    h = b.batch_norm(b.conv2d(h, 4, 3, pads=1, bias=False, name="conv2"), name="bn2")
+    h = b.relu(b.add(h, x))
+    h = b.global_avgpool(b.conv2d(h, 8, 1, stride=2, name="proj"))
+    return b.build(b.linear(b.flatten(h), 3, name="fc"))
+
+
 def batch(seed: int = 0, n: int = 4):
     rng = np.random.default_rng(seed)
     return {"input": rng.standard_normal((n, 2, 8, 8)).astype(np.float32), "labels": rng.integers(0, 3, n)}

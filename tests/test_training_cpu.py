@@ -7,8 +7,7 @@ import kiln
 import numpy as np
 import pytest
 from kiln.frontend import models
-
-from test_training import batch, small_cnn
+from test_training import batch, resnet_block, small_cnn
 
 
 def assert_steps_agree(g, feeds_list, optimizer, rtol=2e-4, atol=1e-5, **kw):
@@ -27,20 +26,19 @@ def test_small_cnn_with_dropout_and_batch_norm():
                        kiln.optim.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3))
 
 
-def test_resnet20_steps_match_the_reference():
-    data = kiln.data.synthetic_images(8, shape=(3, 32, 32), seed=1)
-    feeds = list(kiln.data.batches(data, 4, seed=0))
-    # eps 1e-6, not 1e-8: Adam's step is lr * g / (|g| + eps), so a gradient that is f32 rounding
-    # noise (some weights' sums cancel to ~1e-8 against a largest gradient of 1.6e-2) moves by a
-    # full lr with a sign that depends on the summation order; any two correct kernels disagree
-    assert_steps_agree(models.resnet20(batch=4, seed=0), feeds, kiln.optim.Adam(1e-3, eps=1e-6), rtol=1e-3,
-                       atol=1e-4)
+def test_resnet_block_steps_match_the_reference():
+    """Batch statistics, a residual add, a strided projection and Adam (ResNet-20's own step
+    is exercised by the benchmark; compiling it cold takes over a minute)."""
+    rng = np.random.default_rng(1)
+    feeds = [{"input": rng.standard_normal((2, 4, 6, 6)).astype(np.float32), "labels": rng.integers(0, 3, 2)}
+             for _ in range(2)]
+    assert_steps_agree(resnet_block(), feeds, kiln.optim.Adam(1e-3), rtol=1e-3, atol=1e-4)
 
 
 def test_gcn_learns_karate_on_cpu():
     train, test = kiln.data.karate()
     g = models.gcn(train.extra["graph"], 34, 16, num_classes=2, seed=0)
-    ref, cpu = assert_steps_agree(g, [train.feeds()] * 3, kiln.optim.Adam(0.01, weight_decay=5e-4))
+    _, cpu = assert_steps_agree(g, [train.feeds()] * 3, kiln.optim.Adam(0.01, weight_decay=5e-4))
     for _ in range(97):
         cpu.step(train.feeds())
     assert kiln.data.evaluate(cpu, test)["accuracy"] >= 0.90

@@ -9,6 +9,7 @@ import pytest
 from kiln.frontend import Builder, models
 from kiln.passes import autodiff
 from kiln.runtime import interpret
+from test_training import resnet_block
 
 torch = pytest.importorskip("torch", reason="torch is an optional reference; pip install torch to run these")
 F = torch.nn.functional
@@ -49,16 +50,6 @@ def test_lenet5_gradients_match_torch():
     h = F.relu(F.linear(h, p["fc2.weight"], p["fc2.bias"]))
     out = F.linear(h, p["fc3.weight"], p["fc3.bias"])
     compare(loss, grads, F.cross_entropy(out, torch.tensor(y)), p)
-
-
-def resnet_block():
-    b = Builder("block", seed=2)
-    x = b.input("input", (2, 4, 6, 6))
-    h = b.relu(b.batch_norm(b.conv2d(x, 4, 3, pads=1, bias=False, name="conv1"), name="bn1"))
-    h = b.batch_norm(b.conv2d(h, 4, 3, pads=1, bias=False, name="conv2"), name="bn2")
-    h = b.relu(b.add(h, x))
-    h = b.global_avgpool(b.conv2d(h, 8, 1, stride=2, name="proj"))
-    return b.build(b.linear(b.flatten(h), 3, name="fc"))
 
 
 def test_resnet_block_gradients_match_torch_in_training_mode():
