@@ -2,9 +2,9 @@
 (simd.py): the forward conv, the input gradient as forward convs of dy, and the weight gradient,
 at any stride. ResNet-20 batch 64 here: 0.8-1.0 ms per stride-1 3x3 conv or gradient (about 330
 GFLOP/s on two cores) against 2.0-3.9 ms for unfold + BLAS, whose OpenBLAS runs AVX2 kernels,
-half the AVX-512 width; the stride-2 ones 0.6-0.7 ms against 1.0-1.6. The kernels are long
-(tiles unrolled over taps), 3-5 s each to compile: a cold compile of the ResNet-20 step went
-from 71 s to about 100; numba's cache keeps it to once.
+half the AVX-512 width; the stride-2 ones 0.6-0.8 ms against 1.0-1.6. Each kernel takes 2-3 s
+to compile (about 1 s of it numba's parfor lowering of the prange), so a cold compile of the
+ResNet-20 step went from 73 s to about 100; numba's cache keeps it to once.
 
 The grid (flat_grid.py): a batch of images copied so that every tap is one flat offset from the
 output cell, the same for every pixel; 16 consecutive cells are one vector load.
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from ....ir import Node
 from .common import KernelSource, lit, parallel_jobs
-from .flat_grid import batch_head, col_offset, fill, fill_input, grid, row_offset, span, tap_offset
+from .flat_grid import batch_head, fill, fill_input, grid, row_offset, span, tap_offset
 from .im2col import depthwise
 
 MR, NV = 4, 6  # forward tile: output channels x vectors of 16 cells (24 accumulators)
@@ -67,14 +67,16 @@ def _grid(g: dict, cells_min: int = 0) -> dict:
 # -- forward (and input gradient) ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Taps:
-    """What a tile sums over, per input channel c: `rows` kernel rows looped at run time (ki),
-    each at cell offset `row`, and the unrolled columns at static offsets `cols`; `weight(r, j)`
-    is w's index for output channel m0 + r and column j (ki, c, gi and m0 bound in the code)."""
+    """What a tile sums over, per input channel c: kernel rows ki < `rows` at cell offset `row`,
+    columns kj < `cols` at `col` further; `weight(r)` is w's index for output channel m0 + r
+    (ki, kj, c, gi and m0 bound in the code; `rows` and `cols` may be run-time names). Both tap
+    loops run at run time: unrolling the columns ran no faster and compiled ~20% slower."""
 
-    rows: int
+    rows: int | str
     row: str
-    cols: tuple[int, ...]
-    weight: Callable[[int, int], str]
+    cols: int | str
+    col: str
+    weight: Callable[[int], str]
 
 
 def _fw_tile(f: dict, taps: Taps, mr: int, nv: int, q0: str, ind: str) -> list[str]:
@@ -83,13 +85,14 @@ def _fw_tile(f: dict, taps: Taps, mr: int, nv: int, q0: str, ind: str) -> list[s
     out += [f"{ind}for c in range({f['XCG']}):",
             f"{ind}    xb = xo + (gi * {f['XCG']} + c) * {f['SS'] * f['XS']} + {q0}",
             f"{ind}    for ki in range({taps.rows}):",
-            f"{ind}        xr = xb + {taps.row}"]
-    body = ind + "        "
-    for j, col in enumerate(taps.cols):
-        out += [f"{body}b{v} = vload(xp, xr + {col + 16 * v})" for v in range(nv)]
-        for r in range(mr):
-            out.append(f"{body}s = vsplat(w[{taps.weight(r, j)}])")
-            out += [f"{body}a{r}_{v} = vfma(s, b{v}, a{r}_{v})" for v in range(nv)]
+            f"{ind}        xr = xb + {taps.row}",
+            f"{ind}        for kj in range({taps.cols}):",
+            f"{ind}            xk = xr + {taps.col}"]
+    body = ind + "            "
+    out += [f"{body}b{v} = vload(xp, xk + {16 * v})" for v in range(nv)]
+    for r in range(mr):
+        out.append(f"{body}s = vsplat(w[{taps.weight(r)}])")
+        out += [f"{body}a{r}_{v} = vfma(s, b{v}, a{r}_{v})" for v in range(nv)]
     out += [f"{ind}vstore(yp, yo + (gi * {f['YCG']} + m0 + {r}) * {f['Q16']} + {q0} + {16 * v}, a{r}_{v})"
             for r in range(mr) for v in range(nv)]
     return out
@@ -98,14 +101,15 @@ def _fw_tile(f: dict, taps: Taps, mr: int, nv: int, q0: str, ind: str) -> list[s
 def _fw_taps(f: dict, flipped: bool) -> Taps:
     """Every tap of the kernel; flipped: the input gradient's, w read as [XC, YCG, KH, KW] (the
     forward's [M, CG, ...]) with both kernel axes reversed."""
-    kk, kw = f["KH"] * f["KW"], f["KW"]
+    kk, kh, kw = f["KH"] * f["KW"], f["KH"], f["KW"]
     if flipped:
-        def weight(r, j):
-            return f"((gi * {f['XCG']} + c) * {f['YCG']} + m0 + {r}) * {kk} + ({f['KH'] - 1} - ki) * {kw} + {kw - 1 - j}"
+        def weight(r):
+            return f"((gi * {f['XCG']} + c) * {f['YCG']} + m0 + {r}) * {kk} + ({kh - 1} - ki) * {kw} + {kw - 1} - kj"
     else:
-        def weight(r, j):
-            return f"((gi * {f['YCG']} + m0 + {r}) * {f['XCG']} + c) * {kk} + ki * {kw} + {j}"
-    return Taps(f["KH"], row_offset(f, "ki"), tuple(col_offset(f, j) for j in range(kw)), weight)
+        def weight(r):
+            return f"((gi * {f['YCG']} + m0 + {r}) * {f['XCG']} + c) * {kk} + ki * {kw} + kj"
+    col = f"kj * {f['DW']}" if f["S"] == 1 else f"kj % {f['S']} * {f['XS']} + kj // {f['S']}"
+    return Taps(kh, row_offset(f, "ki"), kw, col, weight)
 
 
 def _fw_tiles(f: dict, taps: Taps) -> list[str]:
@@ -203,31 +207,36 @@ def grad_input(node: Node, ins, outs, g: dict) -> KernelSource:
                      _note(f, "conv of dy with the flipped kernel"), lines)
 
 
-def _phase_copy_out(f: dict, s: int, a: int, b: int, pads) -> list[str]:
-    """Cells (i, j) of output phase (a, b) into dx[S*i + a - PT, S*j + b - PL], strided views."""
-    i0, i1 = span(s, a, pads[0], f["XH"], f["OH"])
-    j0, j1 = span(s, b, pads[1], f["XW"], f["OW"])
-    if i1 == i0 or j1 == j0:
-        return []
-    first = s * j0 + b - pads[1]
-    return ["            for bi in range(nb):",
-            f"                for m in range({f['YC']}):",
-            f"                    s0 = yo + m * {f['Q16']} + bi * {f['BS']}",
-            f"                    d0 = ((n0 + bi) * {f['YC']} + m) * {f['XH'] * f['XW']} + {first}",
-            f"                    for i in range({i0}, {i1}):",
-            f"                        e = yp[s0 + i * {f['WP']} + {j0}:s0 + i * {f['WP']} + {j1}]",
-            f"                        r0 = d0 + (i * {s} + {a - pads[0]}) * {f['XW']}",
-            f"                        d = y[r0:r0 + {s * (j1 - j0 - 1) + 1}:{s}]",
-            f"                        for k in range({j1 - j0}):",
-            "                            d[k] = e[k]"]
+def _phase_copy_out(f: dict, s: int, pads) -> list[str]:
+    """Cells (i, j) of output phase (pa, pb) into dx[S*i + pa - PT, S*j + pb - PL] over strided
+    views, for the cells that land inside dx."""
+    pt, pl = pads[0], pads[1]
+    return [f"                i0 = max(0, -((pa - {pt}) // {s}))",
+            f"                i1 = min({f['OH']}, ({f['XH'] - 1 + pt} - pa) // {s} + 1)",
+            f"                j0 = max(0, -((pb - {pl}) // {s}))",
+            f"                j1 = min({f['OW']}, ({f['XW'] - 1 + pl} - pb) // {s} + 1)",
+            "                if i1 <= i0 or j1 <= j0:",
+            "                    continue",
+            "                for bi in range(nb):",
+            f"                    for m in range({f['YC']}):",
+            f"                        s0 = yo + m * {f['Q16']} + bi * {f['BS']}",
+            f"                        d0 = ((n0 + bi) * {f['YC']} + m) * {f['XH'] * f['XW']} + {s} * j0 + pb - {pl}",
+            "                        for i in range(i0, i1):",
+            f"                            e = yp[s0 + i * {f['WP']} + j0:s0 + i * {f['WP']} + j1]",
+            f"                            r0 = d0 + (i * {s} + pa - {pt}) * {f['XW']}",
+            f"                            d = y[r0:r0 + {s} * (j1 - j0 - 1) + 1:{s}]",
+            "                            for k in range(j1 - j0):",
+            "                                d[k] = e[k]"]
 
 
 def grad_input_strided(node: Node, ins, outs, g: dict) -> KernelSource:
-    """Stride S: output phase (a, b) of dx, dx[S*i + a - PT, S*j + b - PL], is a stride-1
-    correlation of dy with the taps (a + S*t, b + S*u): sum over t, u of w[a + S*t, b + S*u] *
-    dy[i - t, j - u]. dy goes on a stride-1 grid padded by the most taps a phase has, less one;
-    the phases run in turn, each into yp and then out to its strided cells of dx. Cells of dx no
-    phase computes (a phase without taps, rows the forward conv's floor dropped) are zeroed."""
+    """Stride S: output phase (pa, pb) of dx, dx[S*i + pa - PT, S*j + pb - PL], is a stride-1
+    correlation of dy with the taps (pa + S*t, pb + S*u): sum over t, u of w[pa + S*t, pb + S*u]
+    * dy[i - t, j - u]. dy goes on a stride-1 grid padded by the most taps a phase has, less one;
+    a run-time loop takes the phases in turn, each into yp and then out to its strided cells of
+    dx (one copy of the tile code for all phases: unrolling them took 20 s to compile). Cells of
+    dx no phase computes (a phase without taps, rows the forward conv's floor dropped) are zeroed
+    first."""
     s, kh, kw = g["SH"], g["KH"], g["KW"]
     rows = [len(range(a, kh, s)) for a in range(s)]
     cols = [len(range(b, kw, s)) for b in range(s)]
@@ -235,21 +244,23 @@ def grad_input_strided(node: Node, ins, outs, g: dict) -> KernelSource:
     f = grid(g["N"], g["M"], g["C"], g["OH"], g["OW"], g["OH"] + pt, g["OW"] + pl, rows[0], cols[0], 1, 1,
              (pt, pl, pt, pl))
     f.update(XCG=g["MG"], YCG=g["CG"], G=g["G"], XH=g["H"], XW=g["W"])
-    lines, covered = [], 0
-    for a in range(s):
-        for b in range(s):
-            if not rows[a] or not cols[b]:
-                continue
-            i0, i1 = span(s, a, g["PT"], g["H"], f["OH"])
-            j0, j1 = span(s, b, g["PL"], g["W"], f["OW"])
-            covered += (i1 - i0) * (j1 - j0)
+    covered = sum((i1 - i0) * (j1 - j0)
+                  for a in range(s) for b in range(s) if rows[a] and cols[b]
+                  for i0, i1 in [span(s, a, g["PT"], g["H"], f["OH"])] for j0, j1 in [span(s, b, g["PL"], g["W"], f["OW"])])
 
-            def weight(r, u, a=a, b=b):
-                return (f"((gi * {f['XCG']} + c) * {f['YCG']} + m0 + {r}) * {kh * kw} + "
-                        f"({a} + {s} * ki) * {kw} + {b + s * u}")
+    def weight(r):
+        return (f"((gi * {f['XCG']} + c) * {f['YCG']} + m0 + {r}) * {kh * kw} + "
+                f"(pa + {s} * ki) * {kw} + pb + {s} * kj")
 
-            taps = Taps(rows[a], f"({pt} - ki) * {f['WP']}", tuple(pl - u for u in range(cols[b])), weight)
-            lines += _fw_tiles(f, taps) + _phase_copy_out(f, s, a, b, g["PADS"])
+    taps = Taps("rows", f"({pt} - ki) * {f['WP']}", "cols", f"{pl} - kj", weight)
+    lines = [f"            for ph in range({s * s}):",
+             f"                pa = ph // {s}",
+             f"                pb = ph % {s}",
+             f"                rows = ({kh - 1} - pa + {s}) // {s}",
+             f"                cols = ({kw - 1} - pb + {s}) // {s}",
+             "                if rows <= 0 or cols <= 0:",
+             "                    continue"]
+    lines += ["    " + line for line in _fw_tiles(f, taps)] + _phase_copy_out(f, s, g["PADS"])
     if covered < g["H"] * g["W"]:
         plane = g["C"] * g["H"] * g["W"]
         lines[:0] = [f"            y[n0 * {plane}:(n0 + nb) * {plane}] = 0"]
