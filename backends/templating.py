@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..ir import Node, TensorType
+from ..ir.errors import UnsupportedError
+from ..ir.verify import node_label
 
 NP_NAMES = {"f16": "np.float16", "f32": "np.float32", "f64": "np.float64", "i8": "np.int8",
             "u8": "np.uint8", "i16": "np.int16", "u16": "np.uint16", "i32": "np.int32",
@@ -80,3 +82,34 @@ def unary_expr(node: Node, t: TensorType) -> str:
     if node.op in ("copy", "identity", "dropout", "reshape", "flatten"):
         return "v"
     raise KeyError(node.op)
+
+
+def plain_only_for(target: str, f16_reason: str):
+    """A decorator for templates that handle only row-major ("") layouts and no float16 on
+    `target`: anything else is refused with a clear error, not a wrong kernel or a numba failure."""
+
+    def plain_only(render):
+        def checked(node, in_types, out_types):
+            for t in (*in_types, *out_types):
+                if t.layout or t.dtype == "f16":
+                    why = f16_reason if t.dtype == "f16" else "row-major tensors only"
+                    raise UnsupportedError(f"{node_label(node)}: the {target} kernel takes {why}, got {t}")
+            return render(node, in_types, out_types)
+
+        checked.__name__, checked.__doc__ = render.__name__, render.__doc__
+        return checked
+
+    return plain_only
+
+
+def sgd_lines(a, velocity: bool) -> list[str]:
+    """PyTorch's SGD for element i in float64 (w, g, v in; w_new, v_new out; `lr` bound):
+    weight decay into g, then the velocity (when momentum), then the step (Nesterov looks one
+    velocity ahead)."""
+    lines = ["wi = np.float64(w[i])", "gi = np.float64(g[i])"]
+    if a["weight_decay"]:
+        lines.append(f"gi = gi + {a['weight_decay']!r} * wi")
+    if velocity:
+        lines += [f"vi = {a['momentum']!r} * np.float64(v[i]) + gi", "v_new[i] = vi",
+                  f"gi = gi + {a['momentum']!r} * vi" if a["nesterov"] else "gi = vi"]
+    return [*lines, "w_new[i] = wi - lr * gi"]

@@ -11,10 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ....ir.errors import UnsupportedError
-from ....ir.verify import node_label
 from ...lowering import KernelSource  # noqa: F401  (re-exported for templates)
-from ...templating import NP_NAMES, broadcast_strides, collapse, lit, strides  # noqa: F401  (re-exported)
+from ...templating import NP_NAMES, broadcast_strides, collapse, lit, plain_only_for, strides  # noqa: F401  (re-exported)
 
 PARALLEL_MIN = 1 << 15  # below this many elements a prange costs more than it saves
 
@@ -38,19 +36,7 @@ def as_array(x) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
-def plain_only(render):
-    """Wrap a template that handles only row-major ("") layouts and dtypes numba compiles on
-    the cpu: anything else is refused with a clear error, not a wrong kernel or a numba failure."""
-
-    def checked(node, in_types, out_types):
-        for t in (*in_types, *out_types):
-            if t.layout or t.dtype == "f16":
-                why = "numba has no float16 on the cpu" if t.dtype == "f16" else "row-major tensors only"
-                raise UnsupportedError(f"{node_label(node)}: the cpu kernel takes {why}, got {t}")
-        return render(node, in_types, out_types)
-
-    checked.__name__, checked.__doc__ = render.__name__, render.__doc__
-    return checked
+plain_only = plain_only_for("cpu", "numba has no float16 on the cpu")
 
 
 JOB_DECORATOR = "@njit(cache=True, nogil=True, fastmath={fastmath}, error_model='numpy', boundscheck=False)"

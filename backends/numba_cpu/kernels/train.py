@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 from ....ir import Node, TensorType
+from ...templating import sgd_lines
 from .common import PARALLEL_MIN, KernelSource, lit, plain_only
 
 GOLDEN, MIX1, MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
@@ -86,13 +87,7 @@ def sgd_update(node: Node, ins: list[TensorType], outs: list[TensorType]) -> Ker
     the step (Nesterov looks one velocity ahead)."""
     a = node.attrs
     velocity = len(ins) > 3
-    lines = ["wi = np.float64(w[i])", "gi = np.float64(g[i])"]
-    if a["weight_decay"]:
-        lines.append(f"gi = gi + {a['weight_decay']!r} * wi")
-    if velocity:
-        lines += [f"vi = {a['momentum']!r} * np.float64(v[i]) + gi", "v_new[i] = vi",
-                  f"gi = gi + {a['momentum']!r} * vi" if a["nesterov"] else "gi = vi"]
-    lines.append("w_new[i] = wi - lr * gi")
+    lines = sgd_lines(a, velocity)
     params = "w, g, hyper, v, w_new, v_new" if velocity else "w, g, hyper, w_new"
     body = f"""\
 def KERNEL({params}):

@@ -8,10 +8,8 @@ are literals in the source, as on the CPU target.
 
 from __future__ import annotations
 
-from ....ir.errors import UnsupportedError
-from ....ir.verify import node_label
 from ...lowering import KernelSource  # noqa: F401  (re-exported for templates)
-from ...templating import NP_NAMES, broadcast_strides, collapse, lit, strides  # noqa: F401  (re-exported)
+from ...templating import NP_NAMES, broadcast_strides, collapse, lit, plain_only_for, strides  # noqa: F401  (re-exported)
 
 THREADS = 256  # threads per block of a one-thread-per-element kernel
 TILE = 16  # side of the shared-memory tiles of the matrix-product kernels
@@ -43,18 +41,7 @@ def offset(prefix: str, st) -> str:
     return " + ".join(terms) or "0"
 
 
-def plain_only(render):
-    """Refuse layouts other than plain and f16 with a clear error, as the CPU templates do."""
-
-    def checked(node, in_types, out_types):
-        for t in (*in_types, *out_types):
-            if t.layout or t.dtype == "f16":
-                why = "float16 is not built for the cuda target" if t.dtype == "f16" else "row-major tensors only"
-                raise UnsupportedError(f"{node_label(node)}: the cuda kernel takes {why}, got {t}")
-        return render(node, in_types, out_types)
-
-    checked.__name__, checked.__doc__ = render.__name__, render.__doc__
-    return checked
+plain_only = plain_only_for("cuda", "float16 is not built for the cuda target")
 
 
 def indent(lines, n: int = 1) -> str:

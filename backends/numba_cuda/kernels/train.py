@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 from ....ir import Node, TensorType
+from ...templating import sgd_lines
 from .common import KernelSource, grid1, indent, lit, plain_only
 
 GOLDEN, MIX1, MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
@@ -53,13 +54,7 @@ def sgd_update(node: Node, ins: list[TensorType], outs: list[TensorType]) -> Ker
     (Nesterov looks one velocity ahead)."""
     a = node.attrs
     velocity = len(ins) > 3
-    lines = ["wi = np.float64(w[i])", "gi = np.float64(g[i])"]
-    if a["weight_decay"]:
-        lines.append(f"gi = gi + {a['weight_decay']!r} * wi")
-    if velocity:
-        lines += [f"vi = {a['momentum']!r} * np.float64(v[i]) + gi", "v_new[i] = vi",
-                  f"gi = gi + {a['momentum']!r} * vi" if a["nesterov"] else "gi = vi"]
-    lines.append("w_new[i] = wi - np.float64(hyper[0]) * gi")
+    lines = ["lr = np.float64(hyper[0])", *sgd_lines(a, velocity)]
     params = "w, g, hyper, v, w_new, v_new" if velocity else "w, g, hyper, w_new"
     how = ("nesterov " if a["nesterov"] else "") + ("momentum" if velocity else "plain")
     return KernelSource(_elementwise(params, "w.size", [], lines), (*node.inputs, *node.output_names),
