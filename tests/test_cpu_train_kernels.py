@@ -185,6 +185,18 @@ def test_softmax_grad_rows_and_column_blocks():
     check(b.build(*outs))
 
 
+def test_lrn_grad_windows_and_planes():
+    b = Builder("lrn_grad", seed=0)
+    cases = [((2, 7, 3, 2), "f32", {"size": 3}),
+             ((2, 6, 5), "f64", {"size": 4, "alpha": 0.3, "beta": 0.6, "bias": 2.0}),  # even window
+             ((1, 3, 2, 2), "f64", {"size": 5, "alpha": 0.5, "beta": 1.5}),  # wider than the channels
+             ((2, 16, 40, 40), "f32", {"size": 5, "alpha": 1e-3})]  # past PARALLEL_MIN: prange
+    assert np.prod(cases[-1][0]) >= PARALLEL_MIN
+    outs = [b.op("lrn_grad", [b.input(f"dy{i}", shape, dt), b.input(f"x{i}", shape, dt)], attrs)
+            for i, (shape, dt, attrs) in enumerate(cases)]
+    check(b.build(*outs))
+
+
 # -- reduce_sum -----------------------------------------------------------------------------
 def test_reduce_sum_axes():
     b = Builder("reduce_sum", seed=0)

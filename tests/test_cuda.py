@@ -166,6 +166,17 @@ def test_training_steps_match_the_reference():
         np.testing.assert_allclose(dev.state_dict()[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+def test_lrn_and_prelu_train_on_cuda():
+    from test_training import batch, lrn_prelu_cnn
+    opt = kiln.optim.SGD(0.1)
+    ref = kiln.compile(lrn_prelu_cnn(), mode="train", optimizer=opt)
+    dev = kiln.compile(lrn_prelu_cnn(), target="cuda", mode="train", optimizer=opt)
+    for s in range(2):
+        assert dev.step(batch(s)) == pytest.approx(ref.step(batch(s)), rel=1e-4)
+    for name, value in ref.state_dict().items():
+        np.testing.assert_allclose(dev.state_dict()[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
 def test_gcn_trains_on_cuda():
     train, _ = kiln.data.karate()
     g = kiln.models.gcn(train.extra["graph"], 34, 4, num_classes=2, seed=0)

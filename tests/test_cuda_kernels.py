@@ -174,6 +174,11 @@ def test_lrn_odd_and_even_sizes():
     check(graph("lrn", [((1, 6, 2, 3), "f64")], {"size": 4, "alpha": 0.5}))
 
 
+def test_lrn_grad_odd_and_even_sizes():
+    check(graph("lrn_grad", [(2, 5, 3, 3)] * 2, {"size": 3, "alpha": 1e-2, "beta": 0.75, "bias": 2.0}))
+    check(graph("lrn_grad", [((1, 6, 2, 3), "f64")] * 2, {"size": 4, "alpha": 0.5, "beta": 1.5}))
+
+
 # -- shape ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("shape, perm, dtype", [((2, 3, 4), (2, 0, 1), "f32"), ((2, 3, 4, 5), (0, 2, 1, 3), "f32"),
                                                 ((3, 4, 5), (), "i32"), ((4, 6), (1, 0), "f64")])

@@ -7,7 +7,7 @@ import kiln
 import numpy as np
 import pytest
 from kiln.frontend import models
-from test_training import batch, resnet_block, small_cnn
+from test_training import batch, lrn_prelu_cnn, resnet_block, small_cnn
 
 
 def assert_steps_agree(g, feeds_list, optimizer, rtol=2e-4, atol=1e-5, **kw):
@@ -24,6 +24,11 @@ def assert_steps_agree(g, feeds_list, optimizer, rtol=2e-4, atol=1e-5, **kw):
 def test_small_cnn_with_dropout_and_batch_norm():
     assert_steps_agree(small_cnn(dropout=0.3), [batch(s) for s in range(3)],
                        kiln.optim.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3))
+
+
+def test_lrn_and_prelu_steps_match_the_reference():
+    ref, _ = assert_steps_agree(lrn_prelu_cnn(), [batch(s) for s in range(3)], kiln.optim.SGD(0.1, momentum=0.9))
+    assert not np.allclose(ref.state_dict()["slope"], 0.25), "the prelu slope must train"
 
 
 def test_resnet_block_steps_match_the_reference():

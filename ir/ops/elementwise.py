@@ -190,6 +190,24 @@ def _prelu_infer(types, attrs):
     return [x]
 
 
+def _prelu_grad(ctx, node, dys):
+    """With p = dy where x >= 0 (act_grad of a leaky relu of slope 0) and q = dy - p:
+    dx = p + q * slope, dslope = q * x summed over the axes slope was broadcast along."""
+    x, slope = node.inputs
+    if dys[0] is None:
+        return [None, None]
+    (p,) = ctx.emit("act_grad", [dys[0], x], {"act": "leaky_relu", "alpha": 0.0}, base="d" + x + ".pos")
+    (q,) = ctx.emit("sub", [dys[0], p], base="d" + x + ".neg")
+    dx = dslope = None
+    if ctx.needs(node, 0):
+        (t,) = ctx.emit("mul", [q, slope], base="d" + x + ".neg")
+        (dx,) = ctx.emit("add", [p, t], base="d" + x)
+    if ctx.needs(node, 1):
+        (t,) = ctx.emit("mul", [q, x], base="d" + slope)
+        dslope = unbroadcast(ctx, t, ctx.type(slope).shape)
+    return [dx, dslope]
+
+
 register(
     OpDef(
         name="prelu",
@@ -199,6 +217,7 @@ register(
         attrs={},
         infer=_prelu_infer,
         reference=lambda xs, a: [np.where(xs[0] < 0, xs[0] * xs[1], xs[0]).astype(xs[0].dtype)],
+        grad=_prelu_grad,
         doc="x if x >= 0 else slope * x, slope broadcast to x (a learned leaky relu)",
     )
 )

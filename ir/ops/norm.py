@@ -43,22 +43,40 @@ def _same_float(types, a):
     return [x]
 
 
+def _channel_window(v: np.ndarray, before: int, after: int) -> np.ndarray:
+    """Sum of v over channels c - before .. c + after (clipped to the tensor) at every c."""
+    padded = np.pad(v, ((0, 0), (before, after)) + ((0, 0),) * (v.ndim - 2))
+    c = v.shape[1]
+    return sum(padded[:, i: i + c] for i in range(before + after + 1))
+
+
+def _lrn_window(size: int) -> tuple[int, int]:
+    """ONNX: floor((size-1)/2) channels before, ceil((size-1)/2) after."""
+    return (size - 1) // 2, size // 2
+
+
+def _lrn_denominator(x64: np.ndarray, a) -> np.ndarray:
+    """s = bias + alpha/size * (sum of x^2 over the window), in float64."""
+    return a["bias"] + a["alpha"] / a["size"] * _channel_window(np.square(x64), *_lrn_window(a["size"]))
+
+
 def _lrn_ref(xs, a):
     (x,) = xs
-    size = a["size"]
-    sq = np.square(x.astype(np.float64))
-    lo, hi = (size - 1) // 2, size // 2  # ONNX: floor((size-1)/2) before, ceil((size-1)/2) after
-    padded = np.pad(sq, ((0, 0), (lo, hi)) + ((0, 0),) * (x.ndim - 2))
-    c = x.shape[1]
-    window = sum(padded[:, i: i + c] for i in range(size))
-    return [(x / (a["bias"] + a["alpha"] / size * window) ** a["beta"]).astype(x.dtype)]
+    x64 = x.astype(np.float64)
+    return [(x64 / _lrn_denominator(x64, a) ** a["beta"]).astype(x.dtype)]
+
+
+def _lrn_grad(ctx, node, dys):
+    if dys[0] is None:
+        return [None]
+    return ctx.emit("lrn_grad", [dys[0], node.inputs[0]], node.attrs, base="d" + node.inputs[0])
 
 
 register(OpDef(
     name="lrn", family="norm", inputs=("x",), outputs=("y",),
     attrs={"size": Attr("int"), "alpha": Attr("float", 1e-4), "beta": Attr("float", 0.75),
            "bias": Attr("float", 1.0)},
-    infer=_same_float, reference=_lrn_ref,
+    infer=_same_float, reference=_lrn_ref, grad=_lrn_grad,
     cost=lambda ins, outs, a: Cost(0, outs[0].numel * (a["size"] + 3), bytes_moved(ins, outs)),
     show=("size",),
     doc="x / (bias + alpha/size * sum of x^2 over `size` neighbouring channels) ^ beta",
@@ -201,4 +219,33 @@ register(OpDef(
     infer=_softmax_grad_infer, reference=_softmax_grad_ref, show=("axis", "log"),
     cost=lambda ins, outs, a: Cost(0, 4 * outs[0].numel, bytes_moved(ins, outs)),
     doc="gradient of softmax (or log_softmax when `log`) from its output y",
+))
+
+
+def _lrn_grad_infer(types, a):
+    dy, x = types
+    expect(dy == x, f"dy {dy} must match x {x}")
+    return _same_float([x], a)
+
+
+def _lrn_grad_ref(xs, a):
+    """With s_c = bias + k * sum_{q in W(c)} x_q^2 (k = alpha/size, W(c) = c-before .. c+after):
+    dx_q = dy_q * s_q^-beta - 2 k beta x_q * sum_{c: q in W(c)} dy_c x_c s_c^(-beta-1),
+    and q in W(c) exactly when c runs from q-after to q+before: the window mirrored."""
+    dy, x = (v.astype(np.float64) for v in xs)
+    s = _lrn_denominator(x, a)
+    beta = a["beta"]
+    before, after = _lrn_window(a["size"])
+    t = _channel_window(dy * x * s ** (-beta - 1), after, before)
+    dx = dy * s ** -beta - 2 * a["alpha"] / a["size"] * beta * x * t
+    return [dx.astype(xs[0].dtype)]
+
+
+register(OpDef(
+    name="lrn_grad", family="norm", inputs=("dy", "x"), outputs=("dx",),
+    attrs={"size": Attr("int"), "alpha": Attr("float", 1e-4), "beta": Attr("float", 0.75),
+           "bias": Attr("float", 1.0)},
+    infer=_lrn_grad_infer, reference=_lrn_grad_ref, show=("size",),
+    cost=lambda ins, outs, a: Cost(0, outs[0].numel * (a["size"] + 2) * (a["size"] + 3), bytes_moved(ins, outs)),
+    doc="gradient of lrn with respect to x, from dy and the saved input x",
 ))

@@ -1,4 +1,4 @@
-"""Normalisation kernels: batch_norm (inference), lrn, softmax and log_softmax.
+"""Normalisation kernels: batch_norm (inference), lrn and its gradient, softmax and log_softmax.
 
 All arithmetic runs in float64 and is cast once on the store, exactly as the reference does, so
 results match it to the last bit or two.
@@ -51,30 +51,77 @@ def KERNEL(x, scale, bias, mean, var, y):
     return KernelSource(body, (*node.inputs, node.outputs[0].name), note, parallel=par)
 
 
+def _lrn_consts(a) -> dict:
+    """The window (channels before and after, as in the reference) and the float64 literals."""
+    size = a["size"]
+    return dict(lo=(size - 1) // 2, hi=size // 2, k=lit(a["alpha"] / size, "f64"), bias=lit(a["bias"], "f64"),
+                beta=lit(a["beta"], "f64"), nbeta=lit(-a["beta"], "f64"), nbeta1=lit(-a["beta"] - 1, "f64"),
+                coef=lit(2 * a["alpha"] / size * a["beta"], "f64"))
+
+
+def _plane_loop(x: TensorType, arrays: list[str], args: str) -> tuple[str, int, int]:
+    """`def KERNEL(args):` and a (parallel) loop over the (n, c) planes, with per-plane float64
+    scratch rows; returns (head, c, inner)."""
+    n, c = x.shape[:2]
+    inner = x.numel // (n * c) if n * c else 0
+    par = x.numel >= PARALLEL_MIN
+    before, within = _scratch([f"{a} = np.empty({inner}, np.float64)" for a in arrays], par)
+    head = [*before, f"for p in {_loop(par)}({n * c}):", *("    " + s for s in within)]
+    return f"def KERNEL({args}):\n" + "".join(f"    {s}\n" for s in head), c, inner
+
+
+def _window_squares(row: str, centre: str, c: int, inner: int, lo: int, hi: int, ind: str) -> str:
+    """Lines summing x^2 over the channels centre-lo .. centre+hi into the float64 `row`."""
+    return f"""\
+{ind}{row}[:] = 0.0
+{ind}for q in range(max({centre} - {lo}, 0), min({centre} + {hi + 1}, {c})):
+{ind}    for s in range({inner}):
+{ind}        v = np.float64(x[base + q * {inner} + s])
+{ind}        {row}[s] += v * v
+"""
+
+
 def lrn(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
     """Per (n, c) plane: sum the squares of the window's channel planes into a float64 row
     (contiguous reads), then scale the plane."""
-    a, x = node.attrs, ins[0]
-    n, c = x.shape[:2]
-    inner = x.numel // (n * c) if n * c else 0
-    size = a["size"]
-    lo, hi = (size - 1) // 2, size // 2  # channels before and after, as in the reference
-    par = x.numel >= PARALLEL_MIN
-    before, within = _scratch([f"acc = np.empty({inner}, np.float64)"], par)
-    head = [*before, f"for p in {_loop(par)}({n * c}):", *("    " + s for s in within)]
-    k, bias, beta = lit(a["alpha"] / size, "f64"), lit(a["bias"], "f64"), lit(a["beta"], "f64")
-    body = "def KERNEL(x, y):\n" + "".join(f"    {s}\n" for s in head) + f"""\
+    head, c, inner = _plane_loop(ins[0], ["acc"], "x, y")
+    k = _lrn_consts(node.attrs)
+    body = head + f"""\
         ch = p % {c}
         base = (p - ch) * {inner}
-        acc[:] = 0.0
-        for q in range(max(ch - {lo}, 0), min(ch + {hi + 1}, {c})):
-            for s in range({inner}):
-                v = np.float64(x[base + q * {inner} + s])
-                acc[s] += v * v
+{_window_squares("acc", "ch", c, inner, k["lo"], k["hi"], " " * 8)}\
         for s in range({inner}):
-            y[p * {inner} + s] = x[p * {inner} + s] / ({bias} + {k} * acc[s]) ** {beta}
+            y[p * {inner} + s] = x[p * {inner} + s] / ({k["bias"]} + {k["k"]} * acc[s]) ** {k["beta"]}
 """
-    return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"lrn size {size}", parallel=par)
+    return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"lrn size {node.attrs['size']}",
+                        parallel=ins[0].numel >= PARALLEL_MIN)
+
+
+def lrn_grad(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    """dx_q = dy_q s_q^-beta - 2 k beta x_q sum_{c = q-hi .. q+lo} dy_c x_c s_c^(-beta-1): per
+    (n, q) plane, each channel c of the mirrored window has its s_c summed into a row (its own
+    window of squares) and its term added to `t`; the plane's own s_q is kept when c reaches q.
+    That recomputes each s about `size` times: lrn is rare and its windows short."""
+    head, c, inner = _plane_loop(ins[1], ["acc", "own", "t"], "dy, x, dx")
+    k = _lrn_consts(node.attrs)
+    body = head + f"""\
+        q0 = p % {c}
+        base = (p - q0) * {inner}
+        t[:] = 0.0
+        for ch in range(max(q0 - {k["hi"]}, 0), min(q0 + {k["lo"] + 1}, {c})):
+{_window_squares("acc", "ch", c, inner, k["lo"], k["hi"], " " * 12)}\
+            if ch == q0:
+                own[:] = acc
+            for s in range({inner}):
+                i = base + ch * {inner} + s
+                t[s] += np.float64(dy[i]) * np.float64(x[i]) * ({k["bias"]} + {k["k"]} * acc[s]) ** {k["nbeta1"]}
+        for s in range({inner}):
+            i = p * {inner} + s
+            dx[i] = (np.float64(dy[i]) * ({k["bias"]} + {k["k"]} * own[s]) ** {k["nbeta"]}
+                     - {k["coef"]} * np.float64(x[i]) * t[s])
+"""
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), f"lrn_grad size {node.attrs['size']}, float64",
+                        parallel=ins[1].numel >= PARALLEL_MIN)
 
 
 def _store(op: str, e: str, z: str) -> str:
@@ -157,5 +204,6 @@ def softmax(node: Node, ins: list[TensorType], outs: list[TensorType]) -> Kernel
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), note, parallel=par)
 
 
-TEMPLATES = {"batch_norm": plain_only(batch_norm), "lrn": plain_only(lrn), "softmax": plain_only(softmax),
+TEMPLATES = {"batch_norm": plain_only(batch_norm), "lrn": plain_only(lrn), "lrn_grad": plain_only(lrn_grad),
+             "softmax": plain_only(softmax),
              "log_softmax": plain_only(softmax)}
