@@ -5,7 +5,9 @@ Inputs may be numpy arrays (copied into device buffers allocated once) or device
 in place, never written). Outputs are written into device buffers allocated once and come back
 as numpy arrays when any input was a numpy array, or as fresh device arrays (copied on the
 device, so they never alias the runner's buffers) when every input was already on the device;
-`returned` says which the last run gave.
+`returned` says which the last run gave. `into` names outputs to write straight into the
+caller's device arrays instead (no copies): a trainer keeps its weights and optimizer state on
+the device that way, reading one set and writing the other each step.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class DeviceRunner:
             self.c.weights[name] = self.cuda.to_device(p.params[name])
         return self.c.weights[name]
 
-    def _bind(self, feeds: Mapping[str, object]) -> bool:
+    def _bind(self, feeds: Mapping[str, object], into: Mapping[str, object]) -> bool:
         g = self.c.program.graph
         on_device = all(is_device_array(feeds[v.name]) for v in g.inputs) and bool(g.inputs)
         ext = {}
@@ -62,7 +64,7 @@ class DeviceRunner:
                     buf[:v.type.numel].copy_to_device(np.ascontiguousarray(x).reshape(-1))
                 ext[v.name] = buf
         for o in self.c.program.external[len(g.inputs):]:
-            ext[o] = self.buffers[o]
+            ext[o] = into[o].reshape(g.type_of(o).numel) if o in into else self.buffers[o]
         self.external = ext
         return on_device
 
@@ -71,16 +73,22 @@ class DeviceRunner:
             blocks, threads = launch.grid
             self.c.kernels[launch.kernel][blocks, threads](*(self.view(a) for a in launch.args))
 
-    def __call__(self, feeds: Mapping[str, object]) -> list:
-        on_device = self._bind(feeds)
+    def __call__(self, feeds: Mapping[str, object], into: Mapping[str, object] | None = None) -> list:
+        into = into or {}
+        on_device = self._bind(feeds, into)
         self._launch_all()
         g = self.c.program.graph
+        written = set(self.c.program.external[len(g.inputs):])
         outs = []
         for o in g.outputs:
             t = g.type_of(o)
             arr = self.view(o)
             arr = arr[:t.numel] if t.numel else arr[:0]
-            if on_device:  # a fresh device array: never the runner's buffers or the caller's input
+            if o in into:  # the caller's array; an output no kernel writes (an input) is copied in
+                if o not in written and t.numel:
+                    into[o].reshape(t.numel).copy_to_device(arr)
+                outs.append(into[o])
+            elif on_device:  # a fresh device array: never the runner's buffers or the caller's input
                 fresh = self.cuda.device_array(max(t.numel, 1), dtype=t.np_dtype)
                 if t.numel:
                     fresh[:t.numel].copy_to_device(arr)
@@ -92,7 +100,7 @@ class DeviceRunner:
 
     def profile(self, feeds: Mapping[str, object], repeat: int = 5) -> list[dict]:
         """Each launch on its own, synchronised, best of `repeat`."""
-        self._bind(feeds)
+        self._bind(feeds, {})
         rows = []
         for launch in self.c.program.launches:
             fn = self.c.kernels[launch.kernel][launch.grid[0], launch.grid[1]]

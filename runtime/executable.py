@@ -63,8 +63,24 @@ class Executable:
     def output_names(self) -> list[str]:
         return list(self.graph.outputs)
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        return self._runner(check_feeds(self.graph.inputs, feeds, allow_device=self.target == "cuda"))
+    def run(self, feeds: Mapping[str, np.ndarray], *, into: Mapping[str, object] | None = None) -> list[np.ndarray]:
+        """The outputs in graph order. `into` (cuda target only) maps output names to device
+        arrays of their shape and dtype, written in place and returned as they are."""
+        feeds = check_feeds(self.graph.inputs, feeds, allow_device=self.target == "cuda")
+        if not into:
+            return self._runner(feeds)
+        if self.target != "cuda":
+            raise InputError(f"run(into=...) writes device arrays: only the cuda target takes it, not {self.target!r}")
+        for name, arr in into.items():
+            if name not in self.graph.outputs:
+                raise InputError(f"into: {name!r} is not an output; outputs: {list(self.graph.outputs)}")
+            t = self.graph.type_of(name)
+            if tuple(arr.shape) != t.shape or np.dtype(arr.dtype) != t.np_dtype:
+                raise InputError(f"into {name!r}: expected {t.dtype}{list(t.shape)}, given "
+                                 f"{np.dtype(arr.dtype)}{list(arr.shape)}")
+            if any(arr is f for f in feeds.values()):
+                raise InputError(f"into {name!r}: the array is also an input; outputs must not overwrite inputs")
+        return self._runner(feeds, into=into)
 
     @property
     def returned(self) -> str:

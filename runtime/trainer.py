@@ -4,6 +4,11 @@ The step graph (built by passes/autodiff.py) reads the weights, running statisti
 slots as inputs and returns their next values; the trainer keeps that state between steps, feeds
 the learning rate of the step (so schedules need no recompiling) and swaps in the new state.
 Evaluation runs a second compiled graph: the model's inference form, reading the same state.
+
+On the cuda target the state stays on the device: two sets of device arrays, the step reading
+one and writing the next values straight into the other (Executable.run's `into`), then the two
+swap; per step only the batch, the labels and the hyper-parameters go over, and the loss and
+the model's outputs come back. `state` and `state_dict()` copy it to the host when asked.
 """
 
 from __future__ import annotations
@@ -22,9 +27,29 @@ class Trainer:
         self.optimizer = optimizer
         self.forward = forward
         self._step_exe, self._eval_exe = step_exe, eval_exe
-        self.state = {k: np.array(v, copy=True) for k, v in spec.state.items()}
+        self._on_device = step_exe.target == "cuda"
+        self._state = {k: self._put(v) for k, v in spec.state.items()}
+        # the device set the next step writes its updates into (cuda only)
+        self._spare = {k: self._put(spec.state[k]) for k in spec.updates} if self._on_device else {}
         self.steps = 0
         self.last_outputs: list[np.ndarray] = []
+
+    def _put(self, value: np.ndarray):
+        """A private copy of a state array: on the device for the cuda target."""
+        value = np.array(value, copy=True)
+        if not self._on_device:
+            return value
+        from numba import cuda
+
+        return cuda.to_device(value)
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """Every weight, running statistic and optimizer slot by name (host arrays: on the cuda
+        target, copies of the device state)."""
+        if not self._on_device:
+            return self._state
+        return {k: v.copy_to_host() for k, v in self._state.items()}
 
     # -- feeding -----------------------------------------------------------------------------
     def _model_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -54,13 +79,20 @@ class Trainer:
     def step(self, feeds: Mapping[str, np.ndarray]) -> float:
         """One forward, backward and update on a batch; returns the batch's loss (before the update)."""
         run = {**self._model_feeds(feeds), **self._labels(feeds, self.spec.mask is not None),
-               self.spec.hyper: self.optimizer.hyper(self.steps), **self.state}
+               self.spec.hyper: self.optimizer.hyper(self.steps), **self._state}
         if self.spec.step is not None:
             run[self.spec.step] = np.array([self.steps], np.int64)
-        outs = self._step_exe.run(run)
         n_model = len(self.forward.outputs)
+        if self._on_device:
+            update_outputs = self._step_exe.output_names[1 + n_model: 1 + n_model + len(self.spec.updates)]
+            into = {o: self._spare[k] for o, k in zip(update_outputs, self.spec.updates, strict=True)}
+            outs = self._step_exe.run(run, into=into)
+        else:
+            outs = self._step_exe.run(run)
         for name, new in zip(self.spec.updates, outs[1 + n_model: 1 + n_model + len(self.spec.updates)], strict=True):
-            self.state[name] = new
+            if self._on_device:
+                self._spare[name] = self._state[name]
+            self._state[name] = new
         self.last_outputs = outs[1:1 + n_model]
         self.steps += 1
         return float(outs[0])
@@ -68,7 +100,7 @@ class Trainer:
     # -- evaluation --------------------------------------------------------------------------
     def predict(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """The model's outputs in inference form (running statistics, no dropout)."""
-        state = {v.name: self.state[v.name] for v in self._eval_exe.graph.inputs if v.name in self.state}
+        state = {v.name: self._state[v.name] for v in self._eval_exe.graph.inputs if v.name in self._state}
         return self._eval_exe.run({**self._model_feeds(feeds), **state})
 
     def evaluate(self, feeds: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -83,26 +115,30 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every weight, running statistic and optimizer slot, plus the step count."""
-        return {**{k: v.copy() for k, v in self.state.items()}, "__step__": np.array(self.steps)}
+        host = self.state
+        return {**{k: (v.copy() if host is self._state else v) for k, v in host.items()},
+                "__step__": np.array(self.steps)}
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
-        missing = sorted(set(self.state) - set(state))
-        unknown = sorted(set(state) - set(self.state) - {"__step__"})
+        missing = sorted(set(self._state) - set(state))
+        unknown = sorted(set(state) - set(self._state) - {"__step__"})
         if missing or unknown:
             raise InputError(f"state dict does not match: missing {missing}, unknown {unknown}")
         for k, v in state.items():
             if k == "__step__":
                 continue
             v = np.asarray(v)
-            if v.shape != self.state[k].shape or v.dtype != self.state[k].dtype:
-                raise InputError(f"state {k!r}: expected {self.state[k].dtype}{list(self.state[k].shape)}, "
+            want = self._state[k]
+            if tuple(v.shape) != tuple(want.shape) or v.dtype != np.dtype(want.dtype):
+                raise InputError(f"state {k!r}: expected {np.dtype(want.dtype)}{list(want.shape)}, "
                                  f"given {v.dtype}{list(v.shape)}")
-        self.state = {k: np.array(state[k], copy=True) for k in self.state}
+        self._state = {k: self._put(state[k]) for k in self._state}
         self.steps = int(state.get("__step__", 0))
 
     def inference_graph(self) -> Graph:
         """The model with the trained weights and running statistics as its params."""
-        params = tuple(Param(p.value, self.state[p.name], p.role) if p.name in self.state else p
+        state = self.state
+        params = tuple(Param(p.value, state[p.name], p.role) if p.name in state else p
                        for p in self.forward.params)
         return self.forward.replace(params=params)
 

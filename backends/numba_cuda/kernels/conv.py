@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ....ir import Node, TensorType
 from .common import KernelSource, grid1, lit, plain_only
-from .tiled import grid_for, tiled_kernel
+from .tiled import grid_for, tile_note, tiled_kernel
 
 
 def _geometry(x: TensorType, w_shape, y_shape, a) -> dict:
@@ -86,7 +86,7 @@ def conv2d(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelS
         load_a=[f"va = w[(z * {g['MG']} + row) * {k} + k]"],
         load_b=_window_read(g, "k", "col"),
         store=[f"m = z * {g['MG']} + row", f"n = col // {p}", f"o = {out}", f"y[o] = {_act(a, d, value)}"])
-    note = f"implicit GEMM [{g['MG']}x{k}] @ [{k}x{g['N'] * p}] x {g['G']} group(s), 16x16 tiles"
+    note = f"implicit GEMM [{g['MG']}x{k}] @ [{k}x{g['N'] * p}] x {g['G']} group(s), {tile_note(g['MG'], g['N'] * p)}"
     return KernelSource(body, (*node.inputs, node.outputs[0].name), note, grid=grid_for(g["MG"], g["N"] * p, g["G"]))
 
 
@@ -107,7 +107,8 @@ def conv2d_grad_input(node: Node, ins: list[TensorType], outs: list[TensorType])
               f"va = w[((z * {g['MG']} + mm) * {g['CG']} + row) * {taps} + t]"]
     store = [f"n = col // {hw}", f"dx[(n * {g['C']} + z * {g['CG']} + row) * {hw} + col % {hw}] = acc"]
     body = tiled_kernel(["dy", "w", "dx"], g["CG"], g["N"] * hw, k, d, load_a, load_b, store)
-    note = f"implicit GEMM [{g['CG']}x{k}] @ [{k}x{g['N'] * hw}] x {g['G']} group(s): w^T times dy's taps"
+    note = f"implicit GEMM [{g['CG']}x{k}] @ [{k}x{g['N'] * hw}] x {g['G']} group(s): w^T times dy's taps, " \
+        + tile_note(g["CG"], g["N"] * hw)
     return KernelSource(body, (*node.inputs, node.outputs[0].name), note, grid=grid_for(g["CG"], g["N"] * hw, g["G"]))
 
 
@@ -122,7 +123,8 @@ def conv2d_grad_weight(node: Node, ins: list[TensorType], outs: list[TensorType]
     load_b = _window_read(g, "col", "k")
     store = [f"dw[(z * {g['MG']} + row) * {cols} + col] = acc"]
     body = tiled_kernel(["x", "dy", "dw"], g["MG"], cols, depth, d, load_a, load_b, store)
-    note = f"implicit GEMM [{g['MG']}x{depth}] @ [{depth}x{cols}] x {g['G']} group(s): dy times x's windows"
+    note = f"implicit GEMM [{g['MG']}x{depth}] @ [{depth}x{cols}] x {g['G']} group(s): dy times x's windows, " \
+        + tile_note(g["MG"], cols)
     return KernelSource(body, (*node.inputs, node.outputs[0].name), note, grid=grid_for(g["MG"], cols, g["G"]))
 
 

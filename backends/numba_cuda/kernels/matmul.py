@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ....ir import Node, TensorType
 from .common import KernelSource, broadcast_strides, decompose, lit, offset, plain_only
-from .tiled import grid_for, tiled_kernel
+from .tiled import grid_for, tile_note, tiled_kernel
 
 
 @plain_only
@@ -22,7 +22,7 @@ def gemm(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSou
         value += f" + {lit(a['beta'], d)} * c[row * {sr} + col * {sc}]"
         params.append("c")
     body = tiled_kernel([*params, "y"], m, n, k, d, load_a, load_b, [f"y[row * {n} + col] = {value}"])
-    note = f"tiled [{m}x{k}] @ [{k}x{n}]{' (A transposed)' if a['trans_a'] else ''}{' (B transposed)' if a['trans_b'] else ''}"
+    note = f"tiled [{m}x{k}] @ [{k}x{n}]{' (A transposed)' if a['trans_a'] else ''}{' (B transposed)' if a['trans_b'] else ''}, {tile_note(m, n)}"
     return KernelSource(body, (*node.inputs, node.outputs[0].name), note, grid=grid_for(m, n, 1))
 
 
@@ -47,7 +47,7 @@ def matmul(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelS
     load_b = [*split, f"vb = b[{base_b} + k * {n} + col]"]
     store = [f"y[z * {m * n} + row * {n} + col] = acc"]
     body = tiled_kernel(["a", "b", "y"], m, n, k, ins[0].dtype, load_a, load_b, store)
-    return KernelSource(body, (*node.inputs, node.outputs[0].name), f"tiled [{m}x{k}] @ [{k}x{n}] x {nb} batch",
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), f"tiled [{m}x{k}] @ [{k}x{n}] x {nb} batch, {tile_note(m, n)}",
                         grid=grid_for(m, n, nb))
 
 

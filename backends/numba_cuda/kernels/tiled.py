@@ -3,9 +3,16 @@
 C[rows, cols] = A[rows, K] @ B[K, cols], where each template says how to read an element of A
 (`va` from `row`, `k`) and of B (`vb` from `k`, `col`) and how to store one of C (from `acc`):
 so a convolution is an implicit GEMM whose B reads the input's windows in place, with no
-unfolded matrix in memory. A block of TILE x TILE threads computes one tile of C; each step
-stages a TILE-wide slice of A and of B in shared memory, so every global element is read once
-per tile instead of once per product. blockIdx.z indexes a batch (conv groups, matmul batches).
+unfolded matrix in memory. blockIdx.z indexes a batch (conv groups, matmul batches).
+
+A block of 16 x 16 threads computes a BM x BN tile of C, each thread a TM x TN grid of it
+(rows ty + 16 i, columns tx + 16 j) held in registers (a local array with constant indices).
+Each step stages a 16-deep slice of A (BM x 16) and of B (16 x BN) in shared memory, every
+thread loading TM elements of A and TN of B (consecutive threads take consecutive k of A and
+consecutive columns of B, so global reads coalesce), then runs 16 rank-1 updates of its
+accumulators from registers: each shared element a thread reads feeds TN (or TM) products
+instead of one. TM and TN are 4, 2 or 1, chosen from the shape (tiles.TM_TN): 64 x 64 tiles for
+large products, down to 16 x 16 for the thin ones (a batch-1 linear layer) so few threads idle.
 """
 
 from __future__ import annotations
@@ -14,42 +21,85 @@ from collections.abc import Sequence
 
 from .common import CUDA_TYPES, TILE, indent, lit
 
+THREADS_2D = TILE * TILE
+
+
+def _per_thread(extent: int) -> int:
+    """Rows (or columns) of C per thread: 4 when the extent fills a 64-wide tile, else less."""
+    return 4 if extent >= 4 * TILE else 2 if extent >= 2 * TILE else 1
+
+
+def tile_shape(rows: int, cols: int) -> tuple[int, int]:
+    """(TM, TN) for C[rows, cols]; the block tile is 16 TM x 16 TN."""
+    return _per_thread(rows), _per_thread(cols)
+
 
 def tiled_kernel(params: Sequence[str], rows: int, cols: int, depth: int, dtype: str,
                  load_a: Sequence[str], load_b: Sequence[str], store: Sequence[str]) -> str:
     """Source of C = A @ B for one blockIdx.z; `depth` is K. Launch it with grid_for."""
     t = CUDA_TYPES[dtype]
     zero = lit(0, dtype)
+    tm, tn = tile_shape(rows, cols)
+    bm, bn = TILE * tm, TILE * tn
     body = f"""\
 def KERNEL({', '.join(params)}):
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
-    row = cuda.blockIdx.y * {TILE} + ty
-    col = cuda.blockIdx.x * {TILE} + tx
+    tid = ty * {TILE} + tx
+    r0 = cuda.blockIdx.y * {bm}
+    c0 = cuda.blockIdx.x * {bn}
     z = cuda.blockIdx.z
-    sa = cuda.shared.array(({TILE}, {TILE}), {t})
-    sb = cuda.shared.array(({TILE}, {TILE}), {t})
-    acc = {zero}
+    sa = cuda.shared.array(({TILE}, {bm}), {t})
+    sb = cuda.shared.array(({TILE}, {bn}), {t})
+    accs = cuda.local.array(({tm}, {tn}), {t})
+    ra = cuda.local.array({tm}, {t})
+    rb = cuda.local.array({tn}, {t})
+    for ti in range({tm}):
+        for tj in range({tn}):
+            accs[ti, tj] = {zero}
     for k0 in range(0, {depth}, {TILE}):
-        k = k0 + tx
-        va = {zero}
-        if row < {rows} and k < {depth}:
-{indent(load_a, 3)}
-        sa[ty, tx] = va
-        k = k0 + ty
-        vb = {zero}
-        if col < {cols} and k < {depth}:
-{indent(load_b, 3)}
-        sb[ty, tx] = vb
+        for li in range({tm}):
+            e = tid + li * {THREADS_2D}
+            row = r0 + e // {TILE}
+            k = k0 + e % {TILE}
+            va = {zero}
+            if row < {rows} and k < {depth}:
+{indent(load_a, 4)}
+            sa[e % {TILE}, e // {TILE}] = va
+        for li in range({tn}):
+            e = tid + li * {THREADS_2D}
+            col = c0 + e % {bn}
+            k = k0 + e // {bn}
+            vb = {zero}
+            if col < {cols} and k < {depth}:
+{indent(load_b, 4)}
+            sb[e // {bn}, e % {bn}] = vb
         cuda.syncthreads()
         for kk in range({TILE}):
-            acc += sa[ty, kk] * sb[kk, tx]
+            for ti in range({tm}):
+                ra[ti] = sa[kk, ty + {TILE} * ti]
+            for tj in range({tn}):
+                rb[tj] = sb[kk, tx + {TILE} * tj]
+            for ti in range({tm}):
+                for tj in range({tn}):
+                    accs[ti, tj] += ra[ti] * rb[tj]
         cuda.syncthreads()
-    if row < {rows} and col < {cols}:
-{indent(store, 2)}
+    for ti in range({tm}):
+        row = r0 + ty + {TILE} * ti
+        for tj in range({tn}):
+            col = c0 + tx + {TILE} * tj
+            if row < {rows} and col < {cols}:
+                acc = accs[ti, tj]
+{indent(store, 4)}
 """
     return body
 
 
+def tile_note(rows: int, cols: int) -> str:
+    tm, tn = tile_shape(rows, cols)
+    return f"{TILE * tm}x{TILE * tn} tiles, {tm}x{tn} per thread"
+
+
 def grid_for(rows: int, cols: int, batch: int) -> tuple:
-    return ((max(1, -(-cols // TILE)), max(1, -(-rows // TILE)), max(1, batch)), (TILE, TILE))
+    tm, tn = tile_shape(rows, cols)
+    return ((max(1, -(-cols // (TILE * tn))), max(1, -(-rows // (TILE * tm))), max(1, batch)), (TILE, TILE))
