@@ -5,7 +5,7 @@ Python thread (ResNet-20 at batch 1, 41 M multiply-adds, takes about three minut
 project's 2-core machine), so the simulator runs each model at the smallest input its
 architecture takes (32 x 32 images for the ImageNet models, 63 x 63 for AlexNet), batch 1:
 the same layers, kernels and launch logic, on fewer pixels. CI runs the quick ones; set
-KILN_SIM_ZOO=1 to run them all in the simulator (about an hour and a half). Every kernel of every
+KILN_SIM_ALL=1 to run them all in the simulator (about an hour and a half). Every kernel of every
 full-size model is also compiled for a real GPU (typing and lowering, no device needed) in
 test_every_zoo_model_compiles_for_a_real_gpu.
 """
@@ -24,7 +24,7 @@ from conftest import HAS_GPU
 pytest.importorskip("numba.cuda", reason="the cuda target needs numba-cuda")
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in scalar multiply:RuntimeWarning")
 
-ALL = os.environ.get("KILN_SIM_ZOO") == "1"
+ALL = os.environ.get("KILN_SIM_ALL") == "1"
 # the smallest input each architecture takes, for the simulator
 SIM_SIZE = {"alexnet": {"image_size": 63}, "mobilenet_v1": {"image_size": 32},
             **{m: {"image_size": 32} for m in ("vgg11", "vgg16", "resnet18", "resnet34", "resnet50", "resnet101",
@@ -41,7 +41,7 @@ def model_kwargs(name: str) -> dict:
 @pytest.mark.parametrize("name", sorted(kiln.models.ZOO))
 def test_every_zoo_model_matches_the_reference(name):
     if not (HAS_GPU or ALL or name in QUICK):
-        pytest.skip("minutes to an hour in the simulator: KILN_SIM_ZOO=1 runs it (a GPU runs it always)")
+        pytest.skip("minutes to an hour in the simulator: KILN_SIM_ALL=1 runs it (a GPU runs it always)")
     g = kiln.models.get_model(name, **model_kwargs(name))
     rng = np.random.default_rng(0)
     feeds = {v.name: rng.standard_normal(v.type.shape).astype(v.type.np_dtype) for v in g.inputs}
