@@ -264,3 +264,49 @@ def test_fold_conv_bn_after_a_linear_layer(trans_b):
     folded = fold_conv_bn(g)
     assert [n.op for n in folded.nodes] == ["gemm"]
     same_outputs(g, folded)
+
+
+def test_fold_conv_bn_folds_affine_scale_and_shift():
+    """conv, then mul by a per-channel const, then add of one (the const on either side), then
+    div and sub by a scalar: all four fold into the conv's weights and bias."""
+    from kiln.passes import fold_conv_bn
+
+    rng = np.random.default_rng(4)
+    data = {"w": rng.standard_normal((3, 2, 1, 1)), "b": rng.standard_normal(3),
+            "s": rng.random((3, 1, 1)) + 0.5, "t": rng.standard_normal((1, 3, 1, 1)), "k": np.array(2.5),
+            "u": np.array([0.25])}
+    g = parse("""
+    graph g(%x:f32[2,2,5,5]) {
+      %h:f32[2,3,5,5] = conv2d (%x, %w:f32[3,2,1,1] const, %b:f32[3] const)
+      %h2:f32[2,3,5,5] = mul (%s:f32[3,1,1] const, %h)
+      %h3:f32[2,3,5,5] = add (%h2, %t:f32[1,3,1,1] const)
+      %h4:f32[2,3,5,5] = div (%h3, %k:f32[] const)
+      %y:f32[2,3,5,5] = sub (%h4, %u:f32[1] const)
+      return %y
+    }""", params={k: v.astype(np.float32) for k, v in data.items()})
+    folded = fold_conv_bn(g)
+    assert [n.op for n in folded.nodes] == ["conv2d"]
+    same_outputs(g, folded)
+
+
+def test_fold_conv_bn_leaves_what_is_not_affine_per_channel():
+    """A scale that varies over space, a const minus the conv (not y * s + t), and a scale
+    computed at run time stay as they are."""
+    from kiln.passes import fold_conv_bn
+
+    rng = np.random.default_rng(5)
+    g = parse("""
+    graph g(%x:f32[1,2,4,4], %r:f32[3,1,1]) {
+      %h:f32[1,3,4,4] = conv2d (%x, %w:f32[3,2,1,1] const)
+      %a:f32[1,3,4,4] = mul (%h, %s:f32[1,1,4,4] const)
+      %h2:f32[1,3,4,4] = conv2d (%x, %w2:f32[3,2,1,1] const)
+      %b:f32[1,3,4,4] = sub (%t:f32[3,1,1] const, %h2)
+      %h3:f32[1,3,4,4] = conv2d (%x, %w3:f32[3,2,1,1] const)
+      %c:f32[1,3,4,4] = mul (%h3, %r)
+      return %a, %b, %c
+    }""", params={"w": rng.standard_normal((3, 2, 1, 1)).astype(np.float32),
+                  "w2": rng.standard_normal((3, 2, 1, 1)).astype(np.float32),
+                  "w3": rng.standard_normal((3, 2, 1, 1)).astype(np.float32),
+                  "s": rng.standard_normal((1, 1, 4, 4)).astype(np.float32),
+                  "t": rng.standard_normal((3, 1, 1)).astype(np.float32)})
+    assert_graph_equal(fold_conv_bn(g), g)
