@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -82,6 +83,25 @@ def unary_expr(node: Node, t: TensorType) -> str:
     if node.op in ("copy", "identity", "dropout", "reshape", "flatten"):
         return "v"
     raise KeyError(node.op)
+
+
+def chain_lines(node: Node, t: TensorType, index: dict[int, str]) -> list[str]:
+    """The steps of a fused_elementwise node on `v`, operand k read as x{k}[index[k]]; each
+    step rounds to the dtype as the unfused node would."""
+    from ..ir.ops.elementwise import CHAIN_UNARY, parse_steps
+
+    cast = NP_NAMES[t.dtype]
+    symbols = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+    lines = []
+    for op, sa in parse_steps(node.attrs["steps"]):
+        if op in CHAIN_UNARY:
+            expr = unary_expr(SimpleNamespace(op=op, attrs=sa), t)
+        else:
+            k = sa["operand"]
+            operand = f"x{k}[{index[k]}]"
+            expr = f"{operand} {symbols[op[1:]]} v" if op.startswith("r") else f"v {symbols[op]} {operand}"
+        lines.append(f"v = {cast}({expr})")
+    return lines
 
 
 def plain_only_for(target: str, f16_reason: str):

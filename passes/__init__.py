@@ -11,6 +11,7 @@ from .cse import eliminate_common_subexpressions
 from .dead_code import eliminate_dead_code
 from .fold_constants import fold_constants, freeze_params
 from .fold_conv_bn import fold_conv_bn
+from .fuse_elementwise import fuse_elementwise
 from .fuse_epilogues import fuse_epilogues
 from .identities import remove_identities
 from .infer_shapes import infer_shapes, with_input_shapes
@@ -34,6 +35,7 @@ CPU_INFERENCE = [
     Pass("reassociate_matmuls", reassociate_matmuls, "multiply adjacency-feature-weight chains in the cheaper order"),
     Pass("fold_conv_bn", fold_conv_bn, "fold inference batch_norm into the convolution before it"),
     Pass("fuse_epilogues", fuse_epilogues, "run residual adds and activations in the conv's kernel"),
+    Pass("fuse_elementwise", fuse_elementwise, "run each chain of elementwise ops as one kernel"),
     Pass("select_layout", select_layout, "choose NCHW or blocked NCHW16c per value; insert reorders"),
     Pass("reuse_buffers", reuse_buffers, "pack activations into one arena, reusing dead values' bytes"),
 ]
@@ -87,6 +89,7 @@ __all__ = [
     "fold_constants",
     "fold_conv_bn",
     "freeze_params",
+    "fuse_elementwise",
     "fuse_epilogues",
     "infer_shapes",
     "note",

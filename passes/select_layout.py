@@ -2,7 +2,8 @@
 
 Rewrite: convolutions whose output channels fill 16-channel blocks (ungrouped, or depthwise)
 produce NCHW16c; ops that work in any layout (elementwise, batch_norm, pooling)
-keep their input's; everything else reads plain NCHW. Where a reader needs another layout than
+keep their input's, and so does a fused elementwise chain whose other operands are x's shape or
+single values; everything else reads plain NCHW. Where a reader needs another layout than
 its input has, a `reorder` node is inserted (once per value and layout). Graph inputs and outputs
 keep the model's plain layout: a node producing a graph output reads plain inputs.
 Blocked kernels repack their weights (and batch_norm its statistics) once at compile time, so
@@ -64,6 +65,9 @@ def _plan(n: Node, layout: dict[str, str], types, is_output: bool, consts) -> tu
         return [BLOCKED] + [""] * (len(ins) - 1), BLOCKED
     if n.op in GLOBAL_POOLS and current == BLOCKED:
         return [BLOCKED], ""
+    if n.op == "fused_elementwise" and current == BLOCKED and _blockable(ins[0]) and \
+            all(t.shape == ins[0].shape if t.rank == 4 else t.numel == 1 for t in ins[1:]):
+        return [BLOCKED if t.rank == 4 else "" for t in ins], BLOCKED  # one flat loop, scalars at [0]
     if n.op in BINARY and ins[0].shape == ins[1].shape and _blockable(ins[0]) and \
             BLOCKED in (current, layout.get(n.inputs[1], "")):
         return [BLOCKED, BLOCKED], BLOCKED

@@ -174,6 +174,12 @@ def test_lrn_odd_and_even_sizes():
     check(graph("lrn", [((1, 6, 2, 3), "f64")], {"size": 4, "alpha": 0.5}))
 
 
+def test_fused_elementwise_chain_with_broadcast_operands():
+    steps = "add $1; relu; rsub $2; mul $1; clip -0.5 0.5; sigmoid; rdiv $3; leaky_relu 0.1; tanh"
+    check(graph("fused_elementwise", [(2, 3, 4, 5), (3, 1, 1), (5,), ((), )], {"steps": steps}))
+    check(graph("fused_elementwise", [((4, 6), "f64"), ((4, 1), "f64")], {"steps": "sub $1; div $1"}))
+
+
 def test_lrn_grad_odd_and_even_sizes():
     check(graph("lrn_grad", [(2, 5, 3, 3)] * 2, {"size": 3, "alpha": 1e-2, "beta": 0.75, "bias": 2.0}))
     check(graph("lrn_grad", [((1, 6, 2, 3), "f64")] * 2, {"size": 4, "alpha": 0.5, "beta": 1.5}))

@@ -310,3 +310,80 @@ def test_fold_conv_bn_leaves_what_is_not_affine_per_channel():
                   "s": rng.standard_normal((1, 1, 4, 4)).astype(np.float32),
                   "t": rng.standard_normal((3, 1, 1)).astype(np.float32)})
     assert_graph_equal(fold_conv_bn(g), g)
+
+
+def test_fuse_elementwise_chains():
+    from kiln.passes import fuse_elementwise
+
+    before = parse("""
+    graph g(%x:f32[2,3,4], %b:f32[4], %s:f32[3,1]) {
+      %t1:f32[2,3,4] = add (%x, %b)
+      %t2:f32[2,3,4] = relu (%t1)
+      %t3:f32[2,3,4] = sub (%s, %t2)
+      %t4:f32[2,3,4] = mul (%t3, %s)
+      %y:f32[2,3,4] = clip[min=-0.5 max=0.5] (%t4)
+      %u1:f32[2,3,4] = sigmoid (%x)
+      %u2:f32[2,3,4] = mul (%u1, %u1)
+      %u3:f32[2,3,4] = tanh (%u2)
+      return %y, %u3
+    }""")
+    expected = parse("""
+    graph g(%x:f32[2,3,4], %b:f32[4], %s:f32[3,1]) {
+      %y:f32[2,3,4] = fused_elementwise[steps="add $1; relu; rsub $2; mul $2; clip -0.5 0.5"] (%x, %b, %s)
+      %u1:f32[2,3,4] = sigmoid (%x)
+      %u2:f32[2,3,4] = mul (%u1, %u1)
+      %u3:f32[2,3,4] = tanh (%u2)
+      return %y, %u3
+    }""")
+    after = fuse_elementwise(before)  # u1 * u1 reads its value twice: no chain through it
+    assert_graph_equal(after, expected)
+    same_outputs(before, after)
+
+
+def test_fuse_elementwise_stops_at_shared_values_outputs_and_growing_shapes():
+    from kiln.passes import fuse_elementwise
+
+    g = parse("""
+    graph g(%x:f32[3,4], %r:f32[2,3,4], %k:i32[3]) {
+      %a:f32[3,4] = relu (%x)
+      %b:f32[3,4] = sigmoid (%a)
+      %c:f32[3,4] = tanh (%a)
+      %d:f32[3,4] = relu (%c)
+      %e:f32[2,3,4] = add (%d, %r)
+      %i:i32[3] = add (%k, %k)
+      %j:i32[3] = mul (%i, %k)
+      return %b, %d, %e, %j
+    }""")
+    # a has two readers; d ends a chain (a graph output); e grows the shape; integers stay
+    expected = parse("""
+    graph g(%x:f32[3,4], %r:f32[2,3,4], %k:i32[3]) {
+      %a:f32[3,4] = relu (%x)
+      %b:f32[3,4] = sigmoid (%a)
+      %d:f32[3,4] = fused_elementwise[steps="tanh; relu"] (%a)
+      %e:f32[2,3,4] = add (%d, %r)
+      %i:i32[3] = add (%k, %k)
+      %j:i32[3] = mul (%i, %k)
+      return %b, %d, %e, %j
+    }""")
+    assert_graph_equal(fuse_elementwise(g), expected)
+
+
+def test_fused_chains_run_on_cpu_in_both_layouts():
+    """A chain after a 16-channel conv runs in its NCHW16c layout (one flat loop); one with a
+    per-channel operand stays plain (broadcast loops); both against the reference."""
+    import kiln
+    from kiln.frontend import Builder
+
+    b = Builder("chains", seed=0)
+    x = b.input("x", (2, 3, 6, 6))
+    h = b.conv2d(x, 16, 3, pads=1, name="conv")
+    k = b.const("k", np.array(0.5, np.float32))
+    blocked = b.relu(b.op("mul", [b.sigmoid(b.op("add", [h, k])), b.conv2d(x, 16, 1, name="conv2")]))
+    plain = b.op("sub", [b.const("c", np.arange(16, dtype=np.float32).reshape(16, 1, 1)), b.tanh(blocked)])
+    g = b.build(b.global_avgpool(plain), b.global_avgpool(blocked))
+    exe = kiln.compile(g, target="cpu")
+    fused = [n for n in exe.graph.nodes if n.op == "fused_elementwise"]
+    assert [n.outputs[0].type.layout for n in fused] == ["NCHW16c", ""], exe.graph
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)}
+    for a, r in zip(exe.run(feeds), kiln.interpret(g, feeds), strict=True):
+        np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..grad import scale, unbroadcast
-from ..registry import Attr, OpDef, expect, register
+from ..registry import Attr, Cost, OpDef, bytes_moved, expect, get_op, normalize_attrs, register
 from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType
 
 
@@ -297,4 +297,73 @@ register(OpDef(
     infer=_dropout_train_infer, reference=_dropout_train_ref, show=("ratio",),
     grad=lambda ctx, node, dys: [ctx.emit("mul", [dys[0], node.outputs[1].name], base="d" + node.inputs[0])[0], None],
     doc="y = x * mask, mask = keep / (1 - ratio), keep drawn from (seed, step, index)",
+))
+
+
+# -- fused chains -----------------------------------------------------------------------------
+CHAIN_UNARY = {"relu": (), "leaky_relu": ("alpha",), "sigmoid": (), "tanh": (), "clip": ("min", "max")}
+CHAIN_BINARY = ("add", "sub", "mul", "div", "rsub", "rdiv")  # rsub: operand - v, rdiv: operand / v
+
+
+def parse_steps(steps: str) -> list[tuple[str, dict]]:
+    """`"add $1; relu; clip 0.0 6.0"` -> [("add", {"operand": 1}), ("relu", {}), ("clip", {...})].
+    A binary step combines the running value v with input $k (v op x_k; rsub and rdiv put
+    x_k first); a unary step takes its attributes positionally."""
+    out = []
+    for step in steps.split(";"):
+        op, *args = step.split()
+        if op in CHAIN_BINARY:
+            expect(len(args) == 1 and args[0].startswith("$") and args[0][1:].isdigit() and int(args[0][1:]) >= 1,
+                   f"step {step.strip()!r}: a binary step names one input as $k (k >= 1)")
+            out.append((op, {"operand": int(args[0][1:])}))
+        elif op in CHAIN_UNARY:
+            names = CHAIN_UNARY[op]
+            expect(len(args) == len(names), f"step {step.strip()!r}: {op} takes {len(names)} value(s) {names}")
+            out.append((op, {n: float(v) for n, v in zip(names, args, strict=True)}))
+        else:
+            expect(False, f"step {step.strip()!r}: {op!r} is not a chain op; chain ops: "
+                          f"{', '.join([*CHAIN_UNARY, *CHAIN_BINARY])}")
+    return out
+
+
+def format_step(op: str, attrs) -> str:
+    """The text of one step (parse_steps' inverse): attrs of a unary op, or {"operand": k}."""
+    if op in CHAIN_BINARY:
+        return f"{op} ${attrs['operand']}"
+    return " ".join([op, *(repr(float(attrs[n])) for n in CHAIN_UNARY[op])])
+
+
+def _fused_infer(types, a):
+    x, *rest = types
+    expect(x.dtype in FLOAT_DTYPES, f"a fused chain runs on floats, got {x}")
+    steps = parse_steps(a["steps"])
+    for op, sa in steps:
+        if "operand" in sa:
+            expect(sa["operand"] < len(types), f"step {op} ${sa['operand']}: only {len(types) - 1} operand(s)")
+    for i, t in enumerate(rest, 1):
+        expect(t.dtype == x.dtype and broadcast_shape(x.shape, t.shape) == x.shape,
+               f"operand ${i} {t} must share x's dtype and broadcast to x {x}")
+    return [x]
+
+
+def _fused_ref(xs, a):
+    """Each step through its op's own reference, exactly as the unfused nodes compute."""
+    v = xs[0]
+    for op, sa in parse_steps(a["steps"]):
+        if op in CHAIN_UNARY:
+            v = get_op(op).reference([v], normalize_attrs(op, sa))[0]
+        elif op.startswith("r"):
+            v = get_op(op[1:]).reference([xs[sa["operand"]], v], {})[0]
+        else:
+            v = get_op(op).reference([v, xs[sa["operand"]]], {})[0]
+    return [v]
+
+
+register(OpDef(
+    name="fused_elementwise", family="elementwise", inputs=("x", "operands*"), outputs=("y",),
+    attrs={"steps": Attr("str")}, infer=_fused_infer, reference=_fused_ref, layouts=BLOCKED, layout_policy="same",
+    cost=lambda ins, outs, a: Cost(0, outs[0].numel * len(parse_steps(a["steps"])), bytes_moved(ins, outs)),
+    show=("steps",),
+    doc="a chain of elementwise steps on x in one pass: v = x, then each step of `steps` "
+        "(unary ops, or v op $k with an operand broadcast to x), y = v",
 ))

@@ -4,7 +4,7 @@ kernel), broadcasting arithmetic (nested loops over the collapsed output shape),
 from __future__ import annotations
 
 from ....ir import Node, TensorType
-from ...templating import unary_expr
+from ...templating import chain_lines, unary_expr
 from .common import (
     NP_NAMES,
     PARALLEL_MIN,
@@ -62,3 +62,31 @@ def prelu(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSo
 TEMPLATES = {op: unary for op in ("relu", "leaky_relu", "sigmoid", "tanh", "clip", "copy")}
 TEMPLATES.update({op: binary for op in _BINARY})
 TEMPLATES["prelu"] = prelu
+
+
+def fused_elementwise(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    """One pass over the output: v = x, the chain's steps, y = v. Plain tensors loop over the
+    collapsed output shape with each operand's broadcast strides; blocked ones (every 4-D
+    operand x's shape and layout, the rest single values) take one flat loop."""
+    out = outs[0]
+    k = len(ins)
+    par = out.numel >= PARALLEL_MIN
+    params = ["x", *(f"x{i}" for i in range(1, k)), "y"]
+    if out.layout:
+        index = {i: ("i" if ins[i].rank == 4 else "0") for i in range(1, k)}
+        body_lines = ["v = x[i]", *chain_lines(node, out, index), "y[i] = v"]
+        loops = [f"    for i in {'prange' if par else 'range'}({out.numel}):", *("        " + s for s in body_lines)]
+        how = "flat loop"
+    else:
+        sts = [broadcast_strides(t.shape, out.shape) for t in ins[1:]]
+        shape, (so, *sts) = collapse(out.shape, strides(out.shape), *sts)
+        index = {i: f"i_{i}" for i in range(1, k)}
+        body_lines = ["v = x[io]", *chain_lines(node, out, index), "y[io] = v"]
+        loops = nested_loops(shape, {"io": so, **{f"i_{i}": st for i, st in enumerate(sts, 1)}}, body_lines, par)
+        how = f"broadcast over {list(shape)}"
+    body = f"def KERNEL({', '.join(params)}):\n" + "\n".join(loops) + "\n"
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), f"fused {node.attrs['steps']}, {how}",
+                        parallel=par)
+
+
+TEMPLATES["fused_elementwise"] = fused_elementwise

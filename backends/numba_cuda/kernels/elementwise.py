@@ -5,7 +5,7 @@ flat index over the collapsed output shape (literal strides)."""
 from __future__ import annotations
 
 from ....ir import Node, TensorType
-from ...templating import unary_expr
+from ...templating import chain_lines, unary_expr
 from .common import (
     KernelSource,
     broadcast_strides,
@@ -94,6 +94,30 @@ def KERNEL(dy, saved, dx):
     return KernelSource(body, (*node.inputs, node.outputs[0].name), f"act_grad[{a['act']}]", grid=grid1(outs[0].numel))
 
 
+@plain_only
+def fused_elementwise(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    """One thread per output element: v = x, the chain's steps (operands read through their
+    broadcast strides), y = v."""
+    out = outs[0]
+    sts = [broadcast_strides(t.shape, out.shape) for t in ins[1:]]
+    dims, (_, *sts) = collapse(out.shape, strides(out.shape), *sts)
+    lines = decompose("i", dims, "c") if len(dims) > 1 else ["c0 = i"]
+    lines += [f"i_{k} = {offset('c', st)}" for k, st in enumerate(sts, 1)]
+    steps = chain_lines(node, out, {k: f"i_{k}" for k in range(1, len(ins))})
+    params = ["x", *(f"x{k}" for k in range(1, len(ins))), "y"]
+    body = f"""\
+def KERNEL({', '.join(params)}):
+    i = cuda.grid(1)
+    if i < {out.numel}:
+{indent(lines, 2)}
+        v = x[i]
+{indent(steps, 2)}
+        y[i] = v
+"""
+    return KernelSource(body, (*node.inputs, node.outputs[0].name),
+                        f"fused {node.attrs['steps']}, one thread per element", grid=grid1(out.numel))
+
+
 TEMPLATES = {op: unary for op in ("relu", "leaky_relu", "sigmoid", "tanh", "clip", "copy", "identity", "dropout")}
 TEMPLATES.update({op: binary for op in _BINARY})
-TEMPLATES.update({"batch_norm": batch_norm, "act_grad": act_grad})
+TEMPLATES.update({"batch_norm": batch_norm, "act_grad": act_grad, "fused_elementwise": fused_elementwise})
