@@ -42,6 +42,7 @@ def op(name, **attrs):
     ({"dilation": 2, "pads": 2, "act": "clip", "act_min": -0.5, "act_max": 0.5}, [(1, 2, 5, 5), (3, 2, 3, 3), (3,)]),
     ({"pads": 1, "groups": 4}, [(1, 4, 5, 5), (4, 1, 3, 3)]),  # depthwise: the direct kernel
     ({"pads": 1, "residual": True}, [(1, 4, 9, 9), (66, 4, 3, 3), (66,), (1, 66, 9, 9)]),  # 64x64 tiles, ragged edges
+    ({"act": "relu"}, [(1, 8, 3, 3), (20, 8, 3, 3), (20,)]),  # a 1x1 output at batch 1: the thin kernel
 ])
 def test_conv2d(attrs, shapes):
     check(op("conv2d", **attrs), shapes)
@@ -66,6 +67,7 @@ def test_conv2d_gradients():
     ({"trans_b": True}, [(17, 6), (18, 6), (17, 1)]),  # more than one tile each way
     ({}, [(70, 20), (20, 33)]),  # 4x2 per thread: 64x32 tiles, ragged edges, K not a multiple of 16
     ({"trans_a": True}, [(17, 40), (17, 130)]),  # 2x4 per thread
+    ({"trans_b": True}, [(1, 40), (70, 40), (70,)]),  # batch 1: one thread per output
 ])
 def test_gemm(attrs, shapes):
     check(op("gemm", **attrs), shapes)

@@ -12,7 +12,13 @@ thread loading TM elements of A and TN of B (consecutive threads take consecutiv
 consecutive columns of B, so global reads coalesce), then runs 16 rank-1 updates of its
 accumulators from registers: each shared element a thread reads feeds TN (or TM) products
 instead of one. TM and TN are 4, 2 or 1, chosen from the shape (tiles.TM_TN): 64 x 64 tiles for
-large products, down to 16 x 16 for the thin ones (a batch-1 linear layer) so few threads idle.
+large products, down to 16 x 16 for narrower ones.
+
+A product with at most THIN rows or columns (a batch-1 linear layer: one row; a convolution
+whose output is 1 x 1 at batch 1: one column) would leave 15 of every 16 threads of a tile
+idle, so it runs one thread per element of C instead, each walking K on its own (consecutive
+threads take consecutive columns, so B's rows are read coalesced): a matrix-vector product is
+bound by reading the matrix once, which this does.
 """
 
 from __future__ import annotations
@@ -34,11 +40,36 @@ def tile_shape(rows: int, cols: int) -> tuple[int, int]:
     return _per_thread(rows), _per_thread(cols)
 
 
+THIN = 4  # at most this many rows or columns: one thread per element of C
+THREADS_THIN = 256
+
+
+def _thin(rows: int, cols: int) -> bool:
+    return min(rows, cols) <= THIN
+
+
 def tiled_kernel(params: Sequence[str], rows: int, cols: int, depth: int, dtype: str,
                  load_a: Sequence[str], load_b: Sequence[str], store: Sequence[str]) -> str:
-    """Source of C = A @ B for one blockIdx.z; `depth` is K. Launch it with grid_for."""
+    """Source of C = A @ B for one batch index z; `depth` is K. Launch it with grid_for."""
     t = CUDA_TYPES[dtype]
     zero = lit(0, dtype)
+    if _thin(rows, cols):
+        return f"""\
+def KERNEL({', '.join(params)}):
+    gi = cuda.blockIdx.x * {THREADS_THIN} + cuda.threadIdx.x
+    z = cuda.blockIdx.y
+    if gi < {rows * cols}:
+        row = gi // {cols}
+        col = gi - row * {cols}
+        acc = {zero}
+        for k in range({depth}):
+            va = {zero}
+{indent(load_a, 3)}
+            vb = {zero}
+{indent(load_b, 3)}
+            acc += va * vb
+{indent(store, 2)}
+"""
     tm, tn = tile_shape(rows, cols)
     bm, bn = TILE * tm, TILE * tn
     body = f"""\
@@ -96,10 +127,14 @@ def KERNEL({', '.join(params)}):
 
 
 def tile_note(rows: int, cols: int) -> str:
+    if _thin(rows, cols):
+        return "one thread per output, K in a loop (thin product)"
     tm, tn = tile_shape(rows, cols)
     return f"{TILE * tm}x{TILE * tn} tiles, {tm}x{tn} per thread"
 
 
 def grid_for(rows: int, cols: int, batch: int) -> tuple:
+    if _thin(rows, cols):
+        return (max(1, -(-rows * cols // THREADS_THIN)), max(1, batch)), THREADS_THIN
     tm, tn = tile_shape(rows, cols)
     return ((max(1, -(-cols // (TILE * tn))), max(1, -(-rows // (TILE * tm))), max(1, batch)), (TILE, TILE))
