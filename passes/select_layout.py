@@ -6,6 +6,11 @@ keep their input's, and so does a fused elementwise chain whose other operands a
 single values; everything else reads plain NCHW. Where a reader needs another layout than
 its input has, a `reorder` node is inserted (once per value and layout). Graph inputs and outputs
 keep the model's plain layout: a node producing a graph output reads plain inputs.
+Which convolutions are blocked is priced by the cost model (cost_model.py: this machine's
+measured speed of each layout's conv kernel and of a reorder, cached on disk): a conv that can
+be blocked is, when its estimated time blocked (plus the reorder of its input if that is plain,
+and of its output if a reader needs it plain) is no more than plain (plus a reorder of a blocked
+input); depthwise convs have no plain vector kernel and are blocked by rule.
 Blocked kernels repack their weights (and batch_norm its statistics) once at compile time, so
 only nodes whose weights are consts are blocked; a graph fed its weights at run time (the
 trainer's evaluation graph) stays plain there.
@@ -17,8 +22,10 @@ the reference interpreter checks (it ignores layouts).
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 
-from ..ir import Graph, Node, TensorType, Value
+from ..ir import Graph, Node, TensorType, Value, get_op
+from . import cost_model as cm
 from .manager import note
 
 BLOCKED = "NCHW16c"
@@ -45,7 +52,31 @@ def _conv_layouts(n: Node, types) -> tuple[str, str] | None:
     return None
 
 
-def _plan(n: Node, layout: dict[str, str], types, is_output: bool, consts) -> tuple[list[str], str]:
+KEEPS_BLOCKED = FOLLOWERS | BINARY | GLOBAL_POOLS | {"conv2d", "fused_elementwise"}
+
+
+def _priced_plain(n: Node, chosen: tuple[str, str], layout: dict[str, str], types, readers, model,
+                  tally: dict) -> bool:
+    """True when the cost model says conv n runs faster plain than blocked (`chosen`)."""
+    x, w, y = types[n.inputs[0]], types[n.inputs[1]], types[n.outputs[0].name]
+    if model is None or n.attrs["groups"] != 1:
+        return False
+    flops = get_op("conv2d").cost([types[i] for i in n.inputs], [y], n.attrs).flops
+    kernel = w.shape[2:]
+    current = layout.get(n.inputs[0], "")
+    blocked = model.conv_seconds(flops, kernel, "NCHW16c")
+    if current != chosen[0]:
+        blocked += model.reorder_seconds(x.nbytes)
+    if any(r.op not in KEEPS_BLOCKED for r in readers):
+        blocked += model.reorder_seconds(y.nbytes)
+    plain = model.conv_seconds(flops, kernel, "") + (model.reorder_seconds(x.nbytes) if current else 0.0)
+    tally["blocked_s"] += min(blocked, plain)
+    tally["all_blocked_s"] += blocked
+    return plain < blocked
+
+
+def _plan(n: Node, layout: dict[str, str], types, is_output: bool, consts, readers=(), model=None,
+          tally=None) -> tuple[list[str], str]:
     """Desired layouts of the node's inputs and its output layout."""
     ins = [types[i] for i in n.inputs]
     plain = ([""] * len(ins), "")
@@ -55,6 +86,9 @@ def _plan(n: Node, layout: dict[str, str], types, is_output: bool, consts) -> tu
     if n.op == "conv2d":
         chosen = _conv_layouts(n, types)
         if chosen is None:
+            return plain
+        if _priced_plain(n, chosen, layout, types, readers, model, tally):
+            tally["plain_by_cost"].append(n.outputs[0].name)
             return plain
         want = [chosen[0]] + [""] * (len(ins) - 1)
         if n.attrs["residual"]:
@@ -74,7 +108,13 @@ def _plan(n: Node, layout: dict[str, str], types, is_output: bool, consts) -> tu
     return plain
 
 
-def select_layout(g: Graph) -> Graph:
+def select_layout(g: Graph, model: cm.CostModel | None | str = "machine") -> Graph:
+    """`model`: the cost model to price convs with; "machine" loads this machine's (measured
+    once, cached), None decides by rule."""
+    if model == "machine":
+        model = None if cm.calibrating() else cm.load()
+    tally = {"blocked_s": 0.0, "all_blocked_s": 0.0, "plain_by_cost": []}
+    users = g.users
     types = {name: v.type for name, v in g.values.items()}
     layout: dict[str, str] = {}
     reordered: dict[tuple[str, str], str] = {}
@@ -83,7 +123,8 @@ def select_layout(g: Graph) -> Graph:
     nodes: list[Node] = []
     inserted, chosen = 0, Counter()
     for n in g.nodes:
-        want, out_layout = _plan(n, layout, types, bool(outputs.intersection(n.output_names)), consts)
+        want, out_layout = _plan(n, layout, types, bool(outputs.intersection(n.output_names)), consts,
+                                 users.get(n.outputs[0].name, ()), model, tally)
         new_inputs = []
         for name, lay in zip(n.inputs, want, strict=False):
             if layout.get(name, "") == lay:
@@ -105,8 +146,19 @@ def select_layout(g: Graph) -> Graph:
             types[v.name] = v.type
             chosen[v.type.layout or "NCHW"] += 1
         nodes.append(n.with_(inputs=tuple(new_inputs), outputs=outs))
+    priced = "" if model is None else (
+        f"; cost model ({model.source}): {len(tally['plain_by_cost'])} conv(s) plain by cost"
+        + (f" ({', '.join(tally['plain_by_cost'])})" if tally["plain_by_cost"] else "")
+        + f", estimated conv time {tally['blocked_s'] * 1e3:.3f} ms (all blockable blocked: "
+        f"{tally['all_blocked_s'] * 1e3:.3f} ms)")
     if not chosen.get(BLOCKED):
-        note("every value stays NCHW")
+        note("every value stays NCHW" + priced)
         return g
-    note(f"layouts: {', '.join(f'{k} {v}' for k, v in sorted(chosen.items()))}; {inserted} reorder(s) inserted")
+    note(f"layouts: {', '.join(f'{k} {v}' for k, v in sorted(chosen.items()))}; {inserted} reorder(s) inserted"
+         + priced)
     return g.with_nodes(nodes)
+
+
+def select_layout_with(model: cm.CostModel | None):
+    """select_layout with a given cost model (None: by rule), for tests and experiments."""
+    return partial(select_layout, model=model)

@@ -105,6 +105,47 @@ def test_select_layout_keeps_graph_io_plain():
     kiln.verify(g)
 
 
+def _layouts(g):
+    return [g.type_of(n.outputs[0].name).layout or "NCHW" for n in g.nodes if n.op == "conv2d"]
+
+
+def test_select_layout_prices_each_conv_with_the_cost_model():
+    """Rates decide: blocked convs when the blocked kernel is faster, plain ones when the plain
+    kernel is, and plain when blocking would win on the kernel but lose it to the reorders."""
+    from kiln.passes.cost_model import CostModel
+    from kiln.passes.select_layout import select_layout_with
+
+    def model(blocked, plain, reorder):
+        rates = {f"{k}/{lay}": r for k in ("conv3x3", "conv1x1") for lay, r in (("NCHW16c", blocked), ("NCHW", plain))}
+        return CostModel({**rates, "reorder": reorder}, "test")
+
+    g = fold_conv_bn(freeze_params(kiln.models.resnet20(batch=1)))
+    assert set(_layouts(select_layout_with(model(200, 100, 20))(g))) == {"NCHW16c"}
+    assert set(_layouts(select_layout_with(model(100, 200, 20))(g))) == {"NCHW"}
+    b = kiln.Builder("one", seed=0)  # one conv between plain ops: blocking costs two reorders
+    y = b.conv2d(b.input("x", (1, 16, 8, 8)), 16, 3, pads=1, name="conv")
+    one = freeze_params(b.build(b.op("softmax", [b.flatten(y)])))
+    assert _layouts(select_layout_with(model(110, 100, 1))(one)) == ["NCHW"]
+    assert _layouts(select_layout_with(model(110, 100, 1e6))(one)) == ["NCHW16c"]
+    assert _layouts(select_layout_with(None)(one)) == ["NCHW16c"]  # by rule
+
+
+def test_cost_model_is_measured_once_then_read_from_its_cache(tmp_path, monkeypatch):
+    from kiln.passes import cost_model as cm
+
+    monkeypatch.setattr(cm, "cache_file", lambda: tmp_path / "cost_model.json")
+    monkeypatch.setitem(cm._state, "model", None)
+    first = cm.load()
+    assert first.source.startswith("measured") and (tmp_path / "cost_model.json").exists()
+    assert set(first.rates) == {"conv3x3/NCHW16c", "conv3x3/NCHW", "conv1x1/NCHW16c", "conv1x1/NCHW", "reorder"}
+    assert all(r > 0 for r in first.rates.values())
+    monkeypatch.setitem(cm._state, "model", None)
+    again = cm.load()
+    assert again.source.startswith("cached") and again.rates == first.rates
+    monkeypatch.setenv("KILN_COST_MODEL", "rules")
+    assert cm.load() is None
+
+
 def test_zoo_models_on_cpu():
     for g in (kiln.models.lenet5(batch=3), kiln.models.mobilenet_v1(batch=1, image_size=32),
               kiln.models.gcn_karate()):
