@@ -25,10 +25,12 @@ import json
 import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 CALIBRATION = 1  # bump when what is measured changes: older cache files are measured again
+RATES = ("conv3x3/NCHW16c", "conv3x3/NCHW", "conv1x1/NCHW16c", "conv1x1/NCHW", "reorder")
 _state = {"calibrating": False, "model": None}
 
 
@@ -114,15 +116,28 @@ def load() -> CostModel | None:
     KILN_COST_MODEL=rules."""
     if os.environ.get("KILN_COST_MODEL") == "rules":
         return None
-    if _state["model"] is not None:
-        return _state["model"]
+    if _state["model"] is not None:  # False: measuring failed in this process, decide by rule
+        return _state["model"] or None
     path = cache_file()
     model = None
-    with contextlib.suppress(OSError, ValueError, KeyError):
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
         data = json.loads(path.read_text())
-        if data["machine"] == _machine():
+        if data["machine"] == _machine() and _valid(data["rates"]):
             model = CostModel(data["rates"], f"cached from {data['measured']} ({path.name})")
     if model is None:
-        model = calibrate()
-    _state["model"] = model
+        try:
+            model = calibrate()
+        except Exception as e:  # noqa: BLE001  (a failed measurement must not fail the user's compile)
+            warnings.warn(f"kiln: measuring the layout cost model failed ({type(e).__name__}: {e}); "
+                          "select_layout decides by rule", RuntimeWarning, stacklevel=2)
+            model = None
+        if model is not None and not _valid(model.rates):
+            model = None
+    _state["model"] = model if model is not None else False
     return model
+
+
+def _valid(rates) -> bool:
+    """Every rate present, a finite positive number."""
+    return isinstance(rates, dict) and all(
+        isinstance(rates.get(k), (int, float)) and 0 < rates[k] < float("inf") for k in RATES)

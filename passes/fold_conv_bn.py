@@ -72,14 +72,16 @@ def _scale_shift(g: Graph, n, conv_out: str) -> tuple[np.ndarray, np.ndarray] | 
         gamma, beta, mean, var = (params[i].data.astype(np.float64) for i in n.inputs[1:])
         s = gamma / np.sqrt(var + n.attrs["epsilon"])
         return s, beta - mean * s
-    if n.op not in AFFINE or n.inputs[0] == n.inputs[1]:
-        return None
+    if n.op not in AFFINE or n.inputs[0] == n.inputs[1] or out != g.type_of(conv_out):
+        return None  # (an operand that widens the conv's output is not a per-channel affine)
     first = n.inputs[0] == conv_out
     if not first and n.op in ("sub", "div"):
         return None  # c - y and c / y are not affine in y with a per-channel scale
     c = _per_channel(g, n.inputs[1] if first else n.inputs[0], out)
     if c is None:
         return None
+    if n.op == "div" and not (np.all(c != 0) and np.all(np.isfinite(c))):
+        return None  # y / 0 is inf (nan at 0) per element: no finite weights compute that
     ones, zeros = np.ones_like(c), np.zeros_like(c)
     return {"mul": (c, zeros), "add": (ones, c), "sub": (ones, -c), "div": (1.0 / c, zeros)}[n.op]
 

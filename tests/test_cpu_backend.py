@@ -146,6 +146,25 @@ def test_cost_model_is_measured_once_then_read_from_its_cache(tmp_path, monkeypa
     assert cm.load() is None
 
 
+def test_cost_model_survives_a_bad_cache_and_a_failed_measurement(tmp_path, monkeypatch):
+    import json
+
+    from kiln.passes import cost_model as cm
+
+    path = tmp_path / "cost_model.json"
+    path.write_text(json.dumps({"machine": cm._machine(), "measured": "then", "rates": {"reorder": 1.0}}))
+    monkeypatch.setattr(cm, "cache_file", lambda: path)
+    monkeypatch.setitem(cm._state, "model", None)
+
+    def broken():
+        raise RuntimeError("no timer")
+
+    monkeypatch.setattr(cm, "calibrate", broken)
+    with pytest.warns(RuntimeWarning, match="no timer.*decides by rule"):
+        assert cm.load() is None  # the incomplete file is not trusted; measuring failed
+    assert cm.load() is None  # and is not retried in this process
+
+
 def test_zoo_models_on_cpu():
     for g in (kiln.models.lenet5(batch=3), kiln.models.mobilenet_v1(batch=1, image_size=32),
               kiln.models.gcn_karate()):

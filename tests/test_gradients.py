@@ -235,11 +235,11 @@ def test_softmax_cross_entropy(masked):
 
 # -- coverage ---------------------------------------------------------------------------------
 # ops that are never differentiated through: backward, loss-gradient and optimizer ops (the
-# step graph's own), integer outputs, layout moves added after autodiff
+# step graph's own), integer outputs, layout moves and fused chains added after autodiff
 NOT_DIFFERENTIATED = {
     "act_grad", "conv2d_grad_input", "conv2d_grad_weight", "maxpool2d_grad", "avgpool2d_grad",
     "batch_norm_grad", "lrn_grad", "softmax_grad", "softmax_cross_entropy_grad", "sgd_update", "adam_update",
-    "maxpool2d_argmax", "reorder",
+    "maxpool2d_argmax", "reorder", "fused_elementwise",
 }
 # inference-only forms autodiff rewrites first (batch_norm -> batch_norm_train)
 REWRITTEN_FIRST = {"batch_norm"}

@@ -387,3 +387,33 @@ def test_fused_chains_run_on_cpu_in_both_layouts():
     feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)}
     for a, r in zip(exe.run(feeds), kiln.interpret(g, feeds), strict=True):
         np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("steps, why", [("relu;", "an empty step"), ("clip a b", "must be numbers"),
+                                        ("add 1", r"names one input as \$k"), ("exp", "not a chain op"),
+                                        ("mul $3", "only 1 operand")])
+def test_fused_elementwise_rejects_bad_steps_clearly(steps, why):
+    from kiln.frontend import Builder
+    from kiln.ir.errors import IRError
+
+    b = Builder("bad")
+    x, y = b.input("x", (2, 3)), b.input("y", (3,))
+    with pytest.raises(IRError, match=why):
+        b.op("fused_elementwise", [x, y], {"steps": steps})
+
+
+def test_fold_conv_bn_declines_widening_operands_and_division_by_zero():
+    from kiln.passes import fold_conv_bn
+
+    rng = np.random.default_rng(6)
+    g = parse("""
+    graph g(%x:f32[1,2,4,4]) {
+      %h:f32[1,1,4,4] = conv2d (%x, %w:f32[1,2,1,1] const)
+      %a:f32[1,3,4,4] = mul (%h, %s:f32[1,3,1,1] const)
+      %h2:f32[1,3,4,4] = conv2d (%x, %w2:f32[3,2,1,1] const)
+      %b:f32[1,3,4,4] = div (%h2, %z:f32[3,1,1] const=[1,0,2])
+      return %a, %b
+    }""", params={"w": rng.standard_normal((1, 2, 1, 1)).astype(np.float32),
+                  "w2": rng.standard_normal((3, 2, 1, 1)).astype(np.float32),
+                  "s": rng.standard_normal((1, 3, 1, 1)).astype(np.float32)})
+    assert_graph_equal(fold_conv_bn(g), g)

@@ -311,6 +311,7 @@ def parse_steps(steps: str) -> list[tuple[str, dict]]:
     x_k first); a unary step takes its attributes positionally."""
     out = []
     for step in steps.split(";"):
+        expect(bool(step.split()), f"steps {steps!r}: an empty step")
         op, *args = step.split()
         if op in CHAIN_BINARY:
             expect(len(args) == 1 and args[0].startswith("$") and args[0][1:].isdigit() and int(args[0][1:]) >= 1,
@@ -319,7 +320,12 @@ def parse_steps(steps: str) -> list[tuple[str, dict]]:
         elif op in CHAIN_UNARY:
             names = CHAIN_UNARY[op]
             expect(len(args) == len(names), f"step {step.strip()!r}: {op} takes {len(names)} value(s) {names}")
-            out.append((op, {n: float(v) for n, v in zip(names, args, strict=True)}))
+            try:
+                values = [float(v) for v in args]
+            except ValueError:
+                values = None
+            expect(values is not None, f"step {step.strip()!r}: {op}'s values must be numbers")
+            out.append((op, dict(zip(names, values, strict=True))))
         else:
             expect(False, f"step {step.strip()!r}: {op!r} is not a chain op; chain ops: "
                           f"{', '.join([*CHAIN_UNARY, *CHAIN_BINARY])}")
