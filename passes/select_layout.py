@@ -6,11 +6,12 @@ keep their input's, and so does a fused elementwise chain whose other operands a
 single values; everything else reads plain NCHW. Where a reader needs another layout than
 its input has, a `reorder` node is inserted (once per value and layout). Graph inputs and outputs
 keep the model's plain layout: a node producing a graph output reads plain inputs.
-Which convolutions are blocked is priced by the cost model (cost_model.py: this machine's
-measured speed of each layout's conv kernel and of a reorder, cached on disk): a conv that can
-be blocked is, when its estimated time blocked (plus the reorder of its input if that is plain,
-and of its output if a reader needs it plain) is no more than plain (plus a reorder of a blocked
-input); depthwise convs have no plain vector kernel and are blocked by rule.
+Which convolutions are blocked is priced by the target's cost model, given as an argument (the
+CPU target passes its measured rates, kiln/costs.py; see cost_model.py): a conv that can be
+blocked is, when its estimated time blocked (plus the reorder of its input if that is plain, and
+of its output if a reader needs it plain) is no more than plain (plus a reorder of a blocked
+input); depthwise convs have no plain vector kernel and are blocked by rule, as every blockable
+conv is when there is no model.
 Blocked kernels repack their weights (and batch_norm its statistics) once at compile time, so
 only nodes whose weights are consts are blocked; a graph fed its weights at run time (the
 trainer's evaluation graph) stays plain there.
@@ -108,11 +109,8 @@ def _plan(n: Node, layout: dict[str, str], types, is_output: bool, consts, reade
     return plain
 
 
-def select_layout(g: Graph, model: cm.CostModel | None | str = "machine") -> Graph:
-    """`model`: the cost model to price convs with; "machine" loads this machine's (measured
-    once, cached), None decides by rule."""
-    if model == "machine":
-        model = None if cm.calibrating() else cm.load()
+def select_layout(g: Graph, model: cm.CostModel | None = None) -> Graph:
+    """`model`: the target's cost model to price convs with; None decides by rule."""
     tally = {"blocked_s": 0.0, "all_blocked_s": 0.0, "plain_by_cost": []}
     users = g.users
     types = {name: v.type for name, v in g.values.items()}

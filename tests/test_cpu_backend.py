@@ -131,38 +131,42 @@ def test_select_layout_prices_each_conv_with_the_cost_model():
 
 
 def test_cost_model_is_measured_once_then_read_from_its_cache(tmp_path, monkeypatch):
-    from kiln.passes import cost_model as cm
+    from kiln import costs
 
-    monkeypatch.setattr(cm, "cache_file", lambda: tmp_path / "cost_model.json")
-    monkeypatch.setitem(cm._state, "model", None)
-    first = cm.load()
+    monkeypatch.setattr(costs, "cache_file", lambda: tmp_path / "cost_model.json")
+    monkeypatch.setattr(costs, "_memo", {})
+    first = costs.machine_model()
     assert first.source.startswith("measured") and (tmp_path / "cost_model.json").exists()
     assert set(first.rates) == {"conv3x3/NCHW16c", "conv3x3/NCHW", "conv1x1/NCHW16c", "conv1x1/NCHW", "reorder"}
     assert all(r > 0 for r in first.rates.values())
-    monkeypatch.setitem(cm._state, "model", None)
-    again = cm.load()
+    monkeypatch.setattr(costs, "_memo", {})
+    again = costs.machine_model()
     assert again.source.startswith("cached") and again.rates == first.rates
+    # the compile's dump says which model priced the layouts
+    exe = kiln.compile(kiln.models.resnet20(batch=1), target="cpu")
+    summary = next(r.summary for r in exe.passes if r.name == "select_layout")
+    assert "cost model (cached from" in summary and "conv(s) plain by cost" in summary
     monkeypatch.setenv("KILN_COST_MODEL", "rules")
-    assert cm.load() is None
+    assert costs.machine_model() is None
 
 
 def test_cost_model_survives_a_bad_cache_and_a_failed_measurement(tmp_path, monkeypatch):
     import json
 
-    from kiln.passes import cost_model as cm
+    from kiln import costs
 
     path = tmp_path / "cost_model.json"
-    path.write_text(json.dumps({"machine": cm._machine(), "measured": "then", "rates": {"reorder": 1.0}}))
-    monkeypatch.setattr(cm, "cache_file", lambda: path)
-    monkeypatch.setitem(cm._state, "model", None)
+    path.write_text(json.dumps({"machine": costs.machine(), "measured": "then", "rates": {"reorder": 1.0}}))
+    monkeypatch.setattr(costs, "cache_file", lambda: path)
+    monkeypatch.setattr(costs, "_memo", {})
 
     def broken():
         raise RuntimeError("no timer")
 
-    monkeypatch.setattr(cm, "calibrate", broken)
+    monkeypatch.setattr(costs, "calibrate", broken)
     with pytest.warns(RuntimeWarning, match="no timer.*decides by rule"):
-        assert cm.load() is None  # the incomplete file is not trusted; measuring failed
-    assert cm.load() is None  # and is not retried in this process
+        assert costs.machine_model() is None  # the incomplete file is not trusted; measuring failed
+    assert costs.machine_model() is None  # and is not retried in this process
 
 
 def test_zoo_models_on_cpu():
