@@ -49,17 +49,20 @@ def supports(graph) -> bool:
     return all(n.op in OPS for n in graph.nodes)
 
 
-def make_runner(graph):
-    """A function feeds -> outputs running `graph` op by op in torch (inference mode)."""
-    params = {p.name: torch.from_numpy(np.array(p.data)) for p in graph.params}
+def make_runner(graph, device: str = "cpu"):
+    """A function feeds -> outputs running `graph` op by op in torch (inference mode) on
+    `device`; feeds may be numpy arrays or torch tensors already there, outputs are tensors
+    on the device for "cuda" (no copy back), numpy arrays for "cpu"."""
+    params = {p.name: torch.from_numpy(np.array(p.data)).to(device) for p in graph.params}
     nodes = [(OPS[n.op], n.inputs, n.output_names[0], dict(n.attrs)) for n in graph.nodes]
 
     def run(feeds):
         with torch.inference_mode():
             env = dict(params)
-            env.update({k: torch.from_numpy(v) for k, v in feeds.items()})
+            env.update({k: v if torch.is_tensor(v) else torch.from_numpy(v).to(device) for k, v in feeds.items()})
             for fn, ins, out, attrs in nodes:
                 env[out] = fn([env[i] for i in ins], attrs)
-            return [env[o].numpy() for o in graph.outputs]
+            outs = [env[o] for o in graph.outputs]
+            return outs if device != "cpu" else [o.numpy() for o in outs]
 
     return run

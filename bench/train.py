@@ -43,14 +43,16 @@ def feeds_for(g, seed: int = 0) -> dict:
     return feeds
 
 
-def torch_step(g):
-    """A function feeds -> loss doing one SGD step of `g` in torch (batch statistics, dropout)."""
+def torch_step(g, device: str = "cpu"):
+    """A function feeds -> loss doing one SGD step of `g` in torch (batch statistics, dropout)
+    on `device` (the batch is moved there each step)."""
     import torch
     import torch.nn.functional as F
 
     from bench.torch_ref import OPS
 
-    params = {p.name: torch.tensor(np.array(p.data), requires_grad=p.role == "param" and p.data.dtype.kind == "f")
+    params = {p.name: torch.tensor(np.array(p.data), device=device,
+                                   requires_grad=p.role == "param" and p.data.dtype.kind == "f")
               for p in g.params}
     trainable = [t for t in params.values() if t.requires_grad]
     opt = torch.optim.SGD(trainable, lr=LR, momentum=MOMENTUM)
@@ -71,12 +73,12 @@ def torch_step(g):
 
     def step(feeds):
         env = dict(params)
-        env[g.inputs[0].name] = torch.from_numpy(feeds[g.inputs[0].name])
+        env[g.inputs[0].name] = torch.from_numpy(feeds[g.inputs[0].name]).to(device)
         for fn, ins, out, attrs in nodes:
             env[out] = fn([env[i] for i in ins], attrs)
-        logits, labels = env[g.outputs[0]], torch.from_numpy(feeds["labels"])
+        logits, labels = env[g.outputs[0]], torch.from_numpy(feeds["labels"]).to(device)
         if "mask" in feeds:
-            m = torch.from_numpy(feeds["mask"])
+            m = torch.from_numpy(feeds["mask"]).to(device)
             logits, labels = logits[m], labels[m]
         loss = F.cross_entropy(logits, labels)
         opt.zero_grad(set_to_none=True)
