@@ -57,6 +57,7 @@ REFERENCE_TRAIN = [INFERENCE_CLEANUP[0], AUTODIFF, *TRAIN_CLEANUP]
 CPU_TRAIN = [
     *REFERENCE_TRAIN,
     Pass("fuse_epilogues", fuse_epilogues, "run residual adds and activations in the conv's kernel"),
+    Pass("fuse_elementwise", fuse_elementwise, "run each chain of elementwise ops as one kernel"),
     Pass("reuse_buffers", reuse_buffers, "pack activations and gradients into one arena"),
 ]
 
