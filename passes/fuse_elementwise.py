@@ -97,6 +97,6 @@ def fuse_elementwise(g: Graph) -> Graph:
     if not lengths:
         note("no elementwise chains")
         return g
-    note(f"{len(lengths)} chain(s) fused, {sum(lengths)} nodes into {len(lengths)} kernels")
+    note(f"{len(lengths)} chain(s) fused: {sum(lengths)} nodes run as {len(lengths)} kernel(s)")
     nodes = [replace.get(id(n), n) for n in g.nodes]
     return g.with_nodes([n for n in nodes if n is not None])

@@ -71,6 +71,7 @@ def _priced_plain(n: Node, chosen: tuple[str, str], layout: dict[str, str], type
     if any(r.op not in KEEPS_BLOCKED for r in readers):
         blocked += model.reorder_seconds(y.nbytes)
     plain = model.conv_seconds(flops, kernel, "") + (model.reorder_seconds(x.nbytes) if current else 0.0)
+    tally["priced"] += 1
     tally["blocked_s"] += min(blocked, plain)
     tally["all_blocked_s"] += blocked
     return plain < blocked
@@ -111,7 +112,7 @@ def _plan(n: Node, layout: dict[str, str], types, is_output: bool, consts, reade
 
 def select_layout(g: Graph, model: cm.CostModel | None = None) -> Graph:
     """`model`: the target's cost model to price convs with; None decides by rule."""
-    tally = {"blocked_s": 0.0, "all_blocked_s": 0.0, "plain_by_cost": []}
+    tally = {"priced": 0, "blocked_s": 0.0, "all_blocked_s": 0.0, "plain_by_cost": []}
     users = g.users
     types = {name: v.type for name, v in g.values.items()}
     layout: dict[str, str] = {}
@@ -144,8 +145,9 @@ def select_layout(g: Graph, model: cm.CostModel | None = None) -> Graph:
             types[v.name] = v.type
             chosen[v.type.layout or "NCHW"] += 1
         nodes.append(n.with_(inputs=tuple(new_inputs), outputs=outs))
-    priced = "" if model is None else (
-        f"; cost model ({model.source}): {len(tally['plain_by_cost'])} conv(s) plain by cost"
+    priced = "" if model is None or not tally["priced"] else (
+        f"; cost model ({model.source}): {tally['priced']} conv(s) priced, "
+        f"{len(tally['plain_by_cost'])} plain by cost"
         + (f" ({', '.join(tally['plain_by_cost'])})" if tally["plain_by_cost"] else "")
         + f", estimated conv time {tally['blocked_s'] * 1e3:.3f} ms (all blockable blocked: "
         f"{tally['all_blocked_s'] * 1e3:.3f} ms)")
