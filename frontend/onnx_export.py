@@ -88,7 +88,7 @@ def _op(op_type: str, **renames: str) -> Converter:
 
 def _conv(ex: _Exporter, node: Node):
     """Conv: the same [top, left, bottom, right] pads order; kernel_shape from the weight. A
-    fused epilogue (residual add, activation) becomes Add and Relu/Clip nodes after it."""
+    fused epilogue (residual add, activation) becomes Add and Relu/Clip/LeakyRelu nodes after it."""
     conv = _op("Conv", strides="stride", dilations="dilation", pads="pads", group="groups")
     op, ins, attrs = conv(ex, node)
     a = node.attrs
@@ -99,13 +99,41 @@ def _conv(ex: _Exporter, node: Node):
         steps.append(("Relu", [None], {}))
     elif a["act"] == "clip":
         steps.append(("Clip", [None, ex.scalar(node, "min", a["act_min"]), ex.scalar(node, "max", a["act_max"])], {}))
-    prev = None
+    elif a["act"] == "leaky_relu":
+        steps.append(("LeakyRelu", [None], {"alpha": a["act_alpha"]}))
+    return _emit_steps(ex, node, steps, None)
+
+
+def _emit_steps(ex: _Exporter, node: Node, steps, first):
+    """Every step but the last as its own ONNX node (a None input is the previous step's
+    output, or `first` for the first step); the last step is returned for the caller to emit
+    under the node's output name."""
+    prev = first
     for k, (op_type, step_ins, step_attrs) in enumerate(steps[:-1]):
         out = f"{node.outputs[0].name}.{op_type.lower()}{k}"
         ex.nodes.append(helper.make_node(op_type, [prev if i is None else i for i in step_ins], [out], **step_attrs))
         prev = out
     op_type, step_ins, step_attrs = steps[-1]
     return op_type, [prev if i is None else i for i in step_ins], step_attrs
+
+
+def _fused_elementwise(ex: _Exporter, node: Node):
+    """A fused chain becomes its steps again, one ONNX node each."""
+    from ..ir.ops.elementwise import parse_steps
+
+    unary = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "leaky_relu": "LeakyRelu"}
+    binary = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div"}
+    steps = []
+    for op, a in parse_steps(node.attrs["steps"]):
+        if op == "clip":
+            steps.append(("Clip", [None, ex.scalar(node, "min", a["min"]), ex.scalar(node, "max", a["max"])], {}))
+        elif op in unary:
+            steps.append((unary[op], [None], {"alpha": a["alpha"]} if op == "leaky_relu" else {}))
+        elif op.startswith("r"):
+            steps.append((binary[op[1:]], [node.inputs[a["operand"]], None], {}))
+        else:
+            steps.append((binary[op], [None, node.inputs[a["operand"]]], {}))
+    return _emit_steps(ex, node, steps, node.inputs[0])
 
 
 def _clip(ex: _Exporter, node: Node):
@@ -201,11 +229,12 @@ def _training_only(ex: _Exporter, node: Node):
 
 TRAINING_ONLY = ("act_grad", "dropout_train", "conv2d_grad_input", "conv2d_grad_weight", "maxpool2d_grad",
                  "avgpool2d_grad", "batch_norm_train", "batch_norm_grad", "softmax_grad", "softmax_cross_entropy",
-                 "softmax_cross_entropy_grad", "sgd_update", "adam_update")
+                 "softmax_cross_entropy_grad", "sgd_update", "adam_update", "lrn_grad")
 NOT_EXPORTABLE = frozenset({"spmm", *TRAINING_ONLY})
 
 CONVERTERS: dict[str, Converter] = {
     "conv2d": _conv,
+    "fused_elementwise": _fused_elementwise,
     "batch_norm": _op("BatchNormalization", epsilon="epsilon", momentum="momentum"),
     "relu": _op("Relu"),
     "leaky_relu": _op("LeakyRelu", alpha="alpha"),

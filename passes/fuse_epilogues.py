@@ -3,6 +3,7 @@
 Rewrite (each step only when the conv's result has that one reader and is no graph output):
     relu(conv(x, w, b))               -> conv[act=relu](x, w, b)
     clip(conv(x, w, b))               -> conv[act=clip act_min act_max](x, w, b)
+    leaky_relu(conv(x, w, b))         -> conv[act=leaky_relu act_alpha](x, w, b)   (0 < alpha <= 1)
     add(conv(x, w, b), r)             -> conv[residual](x, w, b, r)        (r the same shape)
     relu(add(conv(x, w, b), r))       -> conv[residual act=relu](x, w, b, r)
 The fused node takes the place (and the output name) of the last node it absorbs, so r, computed
@@ -26,6 +27,8 @@ def _act_attrs(n: Node) -> dict | None:
         return {"act": "relu"}
     if n.op == "clip":
         return {"act": "clip", "act_min": n.attrs["min"], "act_max": n.attrs["max"]}
+    if n.op == "leaky_relu" and 0 < n.attrs["alpha"] <= 1:  # then it is max(y, alpha y)
+        return {"act": "leaky_relu", "act_alpha": n.attrs["alpha"]}
     return None
 
 

@@ -289,3 +289,28 @@ def test_known_failure_modes_of_other_compilers():
     c = b.conv2d(x, 16, kernel=3, pads=1, name="conv")
     exe = check_cpu(b.build(b.batch_norm(c, name="bn"), c))  # the conv output is also a graph output
     assert any(n.op == "batch_norm" for n in exe.graph.nodes)
+
+
+def test_leaky_relu_epilogue_on_every_conv_kernel():
+    """A leaky relu fuses into each conv kernel (blocked, blocked depthwise, flat grid, direct
+    depthwise, im2col for float64) and matches the reference; a slope above 1 stays a node."""
+    b = kiln.Builder("leaky", seed=5)
+    x = b.input("input", (2, 3, 9, 9))
+
+    def leaky(t, alpha=0.2):
+        return b.leaky_relu(t, alpha)
+
+    blocked = leaky(b.conv2d(x, 32, kernel=3, pads=1, name="blocked"))
+    dw = leaky(b.conv2d(blocked, 32, kernel=3, pads=1, groups=32, name="dw"))
+    flat = leaky(b.conv2d(x, 6, kernel=3, pads=1, name="flat"), 0.5)
+    direct = leaky(b.conv2d(flat, 6, kernel=3, pads=1, groups=6, name="direct"))
+    steep = leaky(b.conv2d(x, 4, kernel=1, name="steep"), 1.5)
+    g = b.build(b.global_avgpool(dw), direct, steep)
+    exe = check_cpu(g)
+    left = [n.name for n in exe.graph.nodes if n.op == "leaky_relu"]
+    assert left == [next(n.name for n in g.nodes if n.op == "leaky_relu" and n.attrs["alpha"] == 1.5)], left
+    assert any("fused leaky_relu" in note for note in notes(exe)), notes(exe)
+    b = kiln.Builder("leaky64", seed=5, dtype="f64")
+    y = b.leaky_relu(b.conv2d(b.input("input", (1, 2, 6, 6), "f64"), 3, kernel=3, stride=2, name="im2col"), 0.1)
+    exe = check_cpu(b.build(y))
+    assert [n.op for n in exe.graph.nodes] == ["conv2d"] and notes(exe)[0].startswith("gemm"), notes(exe)

@@ -43,6 +43,7 @@ def op(name, **attrs):
     ({"pads": 1, "groups": 4}, [(1, 4, 5, 5), (4, 1, 3, 3)]),  # depthwise: the direct kernel
     ({"pads": 1, "residual": True}, [(1, 4, 9, 9), (66, 4, 3, 3), (66,), (1, 66, 9, 9)]),  # 64x64 tiles, ragged edges
     ({"act": "relu"}, [(1, 8, 3, 3), (20, 8, 3, 3), (20,)]),  # a 1x1 output at batch 1: the thin kernel
+    ({"act": "leaky_relu", "act_alpha": 0.2, "pads": 1}, [(1, 3, 5, 5), (5, 3, 3, 3), (5,)]),
 ])
 def test_conv2d(attrs, shapes):
     check(op("conv2d", **attrs), shapes)

@@ -82,11 +82,11 @@ def test_conv2d(attrs, cin, cout, k, bias):
     check_grads(op("conv2d", **attrs), shapes)
 
 
-@pytest.mark.parametrize("act", ["relu", "clip"])
+@pytest.mark.parametrize("act", ["relu", "clip", "leaky_relu"])
 def test_conv2d_fused_epilogue(act):
     """A fused conv (residual add and activation inside) differentiates like its parts."""
     shapes = {"x": (2, 3, 5, 5), "w": (4, 3, 3, 3), "b": (4,), "r": (2, 4, 5, 5)}
-    check_grads(op("conv2d", pads=1, residual=True, act=act, act_min=-0.5, act_max=0.5), shapes)
+    check_grads(op("conv2d", pads=1, residual=True, act=act, act_min=-0.5, act_max=0.5, act_alpha=0.3), shapes)
 
 
 # -- elementwise ------------------------------------------------------------------------------

@@ -121,7 +121,10 @@ def every_op_graph() -> Graph:
     pad_e = b.op("pad", [act], {"pads": (0, 1, 0, 1, 0, 0, 1, 0), "mode": "edge"})
     where = b.op("maxpool2d_argmax", [act], {"kernel": (2, 2), "stride": (2, 2), "pads": (0, 0, 1, 1)})
     total = b.op("reduce_sum", [act], {"axes": (1, 3), "keepdims": True})
-    return b.build(g2, sm, lsm, lrn, pad_c, pad_r, pad_e, where, total)
+    steps = "add $1; relu; rsub $2; mul $1; clip -0.5 0.5; sigmoid; rdiv $2; leaky_relu 0.1; tanh; sub $2; div $1"
+    chain = b.op("fused_elementwise", [act, const("chain.c", 4, 1, 1, lo=1, hi=2), const("chain.k", 1)],
+                 {"steps": steps})
+    return b.build(g2, sm, lsm, lrn, pad_c, pad_r, pad_e, where, total, chain)
 
 
 def test_every_op_graph_uses_every_exportable_op():
@@ -141,7 +144,7 @@ def test_every_op_matches_onnxruntime(opset):
 def test_attribute_inputs_and_clip_bounds():
     model = to_onnx(every_op_graph())
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
-    clips = [n for n in model.graph.node if n.op_type == "Clip"]
+    clips = [n for n in model.graph.node if n.op_type == "Clip" and not n.output[0].startswith("fused_elementwise")]
     # both bounds; min only; max only (the missing min written as an empty input)
     assert [len(n.input) for n in clips] == [3, 2, 3] and clips[2].input[1] == ""
     assert [float(inits[n.input[-1]]) for n in clips] == [0.5, 0.0, pytest.approx(0.3)]
@@ -218,3 +221,21 @@ def test_cli_unknown_pass_lists_the_pipeline(tmp_path, capsys):
     assert not (tmp_path / "x.onnx").exists()
     assert main(["export-onnx", "zoo:gcn_karate", str(tmp_path / "g.onnx")]) == 2
     assert "spmm" in capsys.readouterr().err
+
+
+def test_fused_conv_epilogues_export_as_their_parts():
+    """A conv with a fused residual add and leaky relu (or clip) becomes Conv, Add and
+    LeakyRelu (Clip) nodes that onnxruntime runs to the same result."""
+    b = kiln.Builder("fused", seed=3)
+    x = b.input("input", (1, 3, 6, 6))
+    r = b.conv2d(x, 4, kernel=1, name="skip")
+    y = b.leaky_relu(b.add(b.conv2d(x, 4, kernel=3, pads=1, name="conv"), r), 0.2)
+    z = b.clip(b.conv2d(y, 4, kernel=1, name="conv2"), 0.0, 6.0)
+    exe = kiln.compile(b.build(z), target="reference", skip=())
+    from kiln.passes import fuse_epilogues
+
+    g = fuse_epilogues(exe.graph)
+    assert [n.attrs.get("act") for n in g.nodes if n.op == "conv2d"] == ["", "leaky_relu", "clip"]
+    model = to_onnx(g)
+    assert {"LeakyRelu", "Add", "Clip"} <= {n.op_type for n in model.graph.node}
+    assert_matches_kiln(g, model)

@@ -190,13 +190,20 @@ def test_fuse_epilogues_residual_and_relu():
       %y:f32[1,2,4,4] = relu (%s)
       %c2:f32[1,2,4,4] = conv2d[pads=0] (%y, %w2:f32[2,2,1,1] const)
       %z:f32[1,2,4,4] = clip[min=0.0 max=6.0] (%c2)
-      return %z
+      %c3:f32[1,2,4,4] = conv2d[pads=0] (%z, %w3:f32[2,2,1,1] const)
+      %u:f32[1,2,4,4] = leaky_relu[alpha=0.1] (%c3)
+      %c4:f32[1,2,4,4] = conv2d[pads=0] (%u, %w4:f32[2,2,1,1] const)
+      %v:f32[1,2,4,4] = leaky_relu[alpha=2.0] (%c4)
+      return %v
     }""", seed=0)
     expected = parse("""
     graph g(%x:f32[1,2,4,4], %r:f32[1,2,4,4]) {
       %y:f32[1,2,4,4] = conv2d[act=relu pads=1 residual=true] (%x, %w:f32[2,2,3,3] const, %b:f32[2] const, %r)
       %z:f32[1,2,4,4] = conv2d[act=clip pads=0] (%y, %w2:f32[2,2,1,1] const)
-      return %z
+      %u:f32[1,2,4,4] = conv2d[act=leaky_relu act_alpha=0.1 pads=0] (%z, %w3:f32[2,2,1,1] const)
+      %c4:f32[1,2,4,4] = conv2d[pads=0] (%u, %w4:f32[2,2,1,1] const)
+      %v:f32[1,2,4,4] = leaky_relu[alpha=2.0] (%c4)
+      return %v
     }""", params=before.param_data())
     after = fuse_epilogues(before)
     assert_graph_equal(after, expected)

@@ -2,7 +2,8 @@
 asymmetric padding `pads = [top, left, bottom, right]` (ONNX's order).
 
 A conv may carry a fused epilogue (fuse_epilogues puts it there): with `residual`, its last
-input is added to the result, then `act` is applied: relu, or clip to [act_min, act_max].
+input is added to the result, then `act` is applied: relu, clip to [act_min, act_max], or
+leaky_relu with slope act_alpha below zero (0 < act_alpha <= 1, so it is max(y, alpha y)).
     y = act(conv(x, w) + b + r)
 """
 
@@ -63,6 +64,8 @@ def apply_epilogue(y: np.ndarray, residual: np.ndarray | None, a) -> np.ndarray:
         y = np.maximum(y, 0)
     elif a["act"] == "clip":
         y = np.minimum(np.maximum(y, y.dtype.type(a["act_min"])), y.dtype.type(a["act_max"]))
+    elif a["act"] == "leaky_relu":
+        y = np.where(y >= 0, y, y * y.dtype.type(a["act_alpha"]))
     return y
 
 
@@ -120,9 +123,10 @@ register(
             "pads": Attr("ints", (0, 0, 0, 0), length=4, doc="top, left, bottom, right"),
             "groups": Attr("int", 1),
             "residual": Attr("bool", False, doc="the last input is added before the activation"),
-            "act": Attr("str", "", choices=("", "relu", "clip")),
+            "act": Attr("str", "", choices=("", "relu", "clip", "leaky_relu")),
             "act_min": Attr("float", 0.0),
             "act_max": Attr("float", 6.0),
+            "act_alpha": Attr("float", 0.01, doc="leaky_relu's slope, in (0, 1]"),
         },
         infer=_infer,
         reference=_reference,
@@ -153,7 +157,9 @@ def _conv_grad(ctx, node, dys):
     x, w, *rest = node.inputs
     dz = dy
     if a["act"]:
-        act = {"act": a["act"], "min": a["act_min"], "max": a["act_max"]}
+        # from y: relu's and clip's derivatives read it directly, and with 0 < alpha, y >= 0
+        # exactly where the pre-activation is
+        act = {"act": a["act"], "min": a["act_min"], "max": a["act_max"], "alpha": a["act_alpha"]}
         dz = ctx.emit("act_grad", [dy, node.outputs[0].name], act, base="d" + node.outputs[0].name + ".pre")[0]
     geometry = {k: a[k] for k in _GEOMETRY}
     xt, wt = ctx.type(x), ctx.type(w)

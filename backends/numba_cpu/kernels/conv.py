@@ -27,6 +27,8 @@ def _scalar_act(a, d: str, v: str) -> str:
         return f"max({v}, {lit(0, d)})"
     if a["act"] == "clip":
         return f"min(max({v}, {lit(a['act_min'], d)}), {lit(a['act_max'], d)})"
+    if a["act"] == "leaky_relu":  # 0 < alpha <= 1
+        return f"max({v}, ({v}) * {lit(a['act_alpha'], d)})"
     return v
 
 

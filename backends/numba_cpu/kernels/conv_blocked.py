@@ -47,7 +47,7 @@ def _plan(node: Node, ins, outs) -> dict:
     return dict(N=n, C=c, H=h, W=w, M=m, KH=kh, KW=kw, OH=oh, OW=ow, SH=sh, SW=sw, DH=dh, DW=dw, PT=pt,
                 PL=pl, MB=mb, T=t, R=strip_width(ow, STRIP[t]), BIN=blocked_in, CB=c // 16 if blocked_in else 1,
                 CI=16 if blocked_in else c, LO=lo, HI=hi, RES=node.attrs["residual"], ACT=node.attrs["act"],
-                ALO=node.attrs["act_min"], AHI=node.attrs["act_max"],
+                ALO=node.attrs["act_min"], AHI=node.attrs["act_max"], ALPHA=node.attrs["act_alpha"],
                 CBIN=t * (c // 16 if blocked_in else 1) * kh * kw * (16 if blocked_in else c) * 16 * 4 <= L1_WEIGHTS)
 
 
@@ -132,6 +132,8 @@ def _epilogue(p: dict, accs: list[tuple[str, str]]) -> list[str]:
             lines.append(f"{acc} = vmax({acc}, vzero())")
         elif p["ACT"] == "clip":
             lines.append(f"{acc} = vmin(vmax({acc}, vsplat(np.float32({p['ALO']!r}))), vsplat(np.float32({p['AHI']!r})))")
+        elif p["ACT"] == "leaky_relu":  # 0 < alpha <= 1: max(y, alpha y)
+            lines.append(f"{acc} = vmax({acc}, vmul({acc}, vsplat(np.float32({p['ALPHA']!r}))))")
     return lines
 
 
@@ -197,7 +199,7 @@ def depthwise_blocked(node: Node, ins: list[TensorType], outs: list[TensorType])
     wname, bname = f"{out_name}.w16", f"{out_name}.b16"
     w_in, b_in = node.inputs[1], node.inputs[2] if len(node.inputs) > 2 else None
     a = node.attrs
-    ep = dict(RES=a["residual"], ACT=a["act"], ALO=a["act_min"], AHI=a["act_max"])
+    ep = dict(RES=a["residual"], ACT=a["act"], ALO=a["act_min"], AHI=a["act_max"], ALPHA=a["act_alpha"])
 
     def packed_w(params):  # [C/16, KH, KW, 16]
         return params[w_in].reshape(cb, 16, kh, kw).transpose(0, 2, 3, 1)

@@ -151,6 +151,8 @@ def _epilogue(node: Node | None, f: dict) -> tuple[str, list[str]]:
         v = f"max({v}, {lit(0)})"
     elif a["act"] == "clip":
         v = f"min(max({v}, {lit(a['act_min'])}), {lit(a['act_max'])})"
+    elif a["act"] == "leaky_relu":  # 0 < alpha <= 1
+        v = f"max({v}, ({v}) * {lit(a['act_alpha'])})"
     return v, pre
 
 

@@ -26,6 +26,8 @@ def _act(a, d: str, v: str) -> str:
         return f"max({v}, {lit(0, d)})"
     if a.get("act") == "clip":
         return f"min(max({v}, {lit(a['act_min'], d)}), {lit(a['act_max'], d)})"
+    if a.get("act") == "leaky_relu":  # 0 < alpha <= 1
+        return f"max({v}, ({v}) * {lit(a['act_alpha'], d)})"
     return v
 
 
