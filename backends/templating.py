@@ -104,6 +104,19 @@ def chain_lines(node: Node, t: TensorType, index: dict[int, str]) -> list[str]:
     return lines
 
 
+def epilogue_act(a, d: str, v: str) -> str:
+    """A conv's or gemm's fused activation (attrs act, act_min, act_max, act_alpha) applied to
+    the scalar expression `v` of dtype `d`; leaky_relu's slope is in (0, 1], so max(v, alpha v)."""
+    act = a.get("act", "")
+    if act == "relu":
+        return f"max({v}, {lit(0, d)})"
+    if act == "clip":
+        return f"min(max({v}, {lit(a['act_min'], d)}), {lit(a['act_max'], d)})"
+    if act == "leaky_relu":
+        return f"max({v}, ({v}) * {lit(a['act_alpha'], d)})"
+    return v
+
+
 def plain_only_for(target: str, f16_reason: str):
     """A decorator for templates that handle only row-major ("") layouts and no float16 on
     `target`: anything else is refused with a clear error, not a wrong kernel or a numba failure."""

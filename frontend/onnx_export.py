@@ -95,13 +95,25 @@ def _conv(ex: _Exporter, node: Node):
     steps = [(op, ins[:3] if a["residual"] else ins, {**attrs, "kernel_shape": list(ex.g.type_of(node.inputs[1]).shape[2:])})]
     if a["residual"]:
         steps.append(("Add", [None, node.inputs[3]], {}))
+    return _emit_steps(ex, node, steps + _act_steps(ex, node), None)
+
+
+def _act_steps(ex: _Exporter, node: Node) -> list:
+    """A fused activation (conv2d's or gemm's act attributes) as an ONNX step."""
+    a = node.attrs
     if a["act"] == "relu":
-        steps.append(("Relu", [None], {}))
-    elif a["act"] == "clip":
-        steps.append(("Clip", [None, ex.scalar(node, "min", a["act_min"]), ex.scalar(node, "max", a["act_max"])], {}))
-    elif a["act"] == "leaky_relu":
-        steps.append(("LeakyRelu", [None], {"alpha": a["act_alpha"]}))
-    return _emit_steps(ex, node, steps, None)
+        return [("Relu", [None], {})]
+    if a["act"] == "clip":
+        return [("Clip", [None, ex.scalar(node, "min", a["act_min"]), ex.scalar(node, "max", a["act_max"])], {})]
+    if a["act"] == "leaky_relu":
+        return [("LeakyRelu", [None], {"alpha": a["act_alpha"]})]
+    return []
+
+
+def _gemm(ex: _Exporter, node: Node):
+    """Gemm, then its fused activation, if any, as a node of its own."""
+    op, ins, attrs = _op("Gemm", alpha="alpha", beta="beta", transA="trans_a", transB="trans_b")(ex, node)
+    return _emit_steps(ex, node, [(op, ins, attrs), *_act_steps(ex, node)], None)
 
 
 def _emit_steps(ex: _Exporter, node: Node, steps, first):
@@ -254,7 +266,7 @@ CONVERTERS: dict[str, Converter] = {
     "avgpool2d": _pool("AveragePool", count_include_pad="count_include_pad"),
     "global_avgpool": _op("GlobalAveragePool"),
     "global_maxpool": _op("GlobalMaxPool"),
-    "gemm": _op("Gemm", alpha="alpha", beta="beta", transA="trans_a", transB="trans_b"),
+    "gemm": _gemm,
     "matmul": _op("MatMul"),
     "flatten": _op("Flatten", axis="axis"),
     "reshape": _reshape,

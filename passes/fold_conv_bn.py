@@ -122,7 +122,7 @@ def _fold_once(g: Graph) -> tuple[Graph, int, list[str]]:
                          and producers[i].op in ("conv2d", "gemm")), None)
         if conv is None or conv.op not in ("conv2d", "gemm") or id(conv) in replace:
             continue
-        if conv.op == "conv2d" and (conv.attrs["act"] or conv.attrs["residual"]):
+        if conv.attrs["act"] or conv.attrs.get("residual"):
             continue  # an epilogue already runs after the bias: nothing is affine in the output
         affine = _scale_shift(g, bn, conv.outputs[0].name)
         if affine is None:

@@ -1,9 +1,11 @@
-"""fuse_epilogues: the residual add and the activation after a convolution run in its kernel.
+"""fuse_epilogues: the residual add and the activation after a convolution (the activation after
+a gemm) run in its kernel.
 
 Rewrite (each step only when the conv's result has that one reader and is no graph output):
     relu(conv(x, w, b))               -> conv[act=relu](x, w, b)
     clip(conv(x, w, b))               -> conv[act=clip act_min act_max](x, w, b)
     leaky_relu(conv(x, w, b))         -> conv[act=leaky_relu act_alpha](x, w, b)   (0 < alpha <= 1)
+    relu(gemm(a, b, c))               -> gemm[act=relu](a, b, c)      (and clip, leaky_relu)
     add(conv(x, w, b), r)             -> conv[residual](x, w, b, r)        (r the same shape)
     relu(add(conv(x, w, b), r))       -> conv[residual act=relu](x, w, b, r)
 The fused node takes the place (and the output name) of the last node it absorbs, so r, computed
@@ -46,11 +48,11 @@ def fuse_epilogues(g: Graph) -> Graph:
     new_params: list[Param] = []
     fused_add = fused_act = 0
     for conv in g.nodes:
-        if conv.op != "conv2d" or conv.attrs["residual"] or conv.attrs["act"]:
+        if conv.op not in ("conv2d", "gemm") or conv.attrs.get("residual") or conv.attrs["act"]:
             continue
         attrs, inputs, last = dict(conv.attrs), list(conv.inputs), conv
         nxt = sole_reader(conv.outputs[0].name)
-        if nxt is not None and nxt.op == "add":
+        if conv.op == "conv2d" and nxt is not None and nxt.op == "add":
             other = nxt.inputs[1] if nxt.inputs[0] == conv.outputs[0].name else nxt.inputs[0]
             if other != conv.outputs[0].name and g.type_of(other) == conv.outputs[0].type:
                 if len(inputs) == 2:  # residual needs the bias slot filled
@@ -77,5 +79,6 @@ def fuse_epilogues(g: Graph) -> Graph:
         note("nothing to fuse")
         return g
     nodes = [placed.get(id(n), n) for n in g.nodes if id(n) not in absorbed or id(n) in placed]
-    note(f"{len(placed)} fused group(s): {fused_add} residual add(s), {fused_act} activation(s) into convs")
+    note(f"{len(placed)} fused group(s): {fused_add} residual add(s), {fused_act} activation(s) into convs "
+         "and gemms")
     return g.with_nodes(nodes, params=(*g.params, *new_params))

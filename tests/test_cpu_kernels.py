@@ -162,6 +162,11 @@ def test_gemm_every_transpose_and_c_shape():
         outs.append(b.op("gemm", ins, attrs))
     a, w = b.input("ad", (4, 6), "f64"), b.input("bd", (6, 2), "f64")
     outs.append(b.op("gemm", [a, w, b.input("cd", (2,), "f64")], {"alpha": 2.0}))
+    # fused activations: after C, after alpha alone, and alone
+    a, w = b.input("aa", (m, k)), b.input("ba", (k, n))
+    outs.append(b.op("gemm", [a, w, b.input("ca", (n,))], {"act": "relu"}))
+    outs.append(b.op("gemm", [a, w], {"alpha": 0.5, "act": "clip", "act_min": -0.2, "act_max": 0.3}))
+    outs.append(b.op("gemm", [a, w], {"act": "leaky_relu", "act_alpha": 0.1}))
     check(b.build(*outs))
 
 

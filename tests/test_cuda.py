@@ -69,6 +69,7 @@ def test_conv2d_gradients():
     ({}, [(70, 20), (20, 33)]),  # 4x2 per thread: 64x32 tiles, ragged edges, K not a multiple of 16
     ({"trans_a": True}, [(17, 40), (17, 130)]),  # 2x4 per thread
     ({"trans_b": True}, [(1, 40), (70, 40), (70,)]),  # batch 1: one thread per output
+    ({"act": "leaky_relu", "act_alpha": 0.2, "alpha": 0.5}, [(6, 7), (7, 9)]),  # a fused activation
 ])
 def test_gemm(attrs, shapes):
     check(op("gemm", **attrs), shapes)

@@ -191,6 +191,12 @@ def test_gemm(attrs, sa, sb, sc):
     check_grads(op("gemm", **attrs), shapes)
 
 
+@pytest.mark.parametrize("act", ["relu", "clip", "leaky_relu"])
+def test_gemm_fused_activation(act):
+    check_grads(op("gemm", trans_b=True, act=act, act_min=-0.5, act_max=0.5, act_alpha=0.3),
+                {"a": (3, 4), "b": (5, 4), "c": (5,)})
+
+
 @pytest.mark.parametrize("sa, sb", [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (3, 4, 2))])
 def test_matmul(sa, sb):
     check_grads(op("matmul"), {"a": sa, "b": sb})

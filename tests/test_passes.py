@@ -424,3 +424,27 @@ def test_fold_conv_bn_declines_widening_operands_and_division_by_zero():
                   "w2": rng.standard_normal((3, 2, 1, 1)).astype(np.float32),
                   "s": rng.standard_normal((1, 3, 1, 1)).astype(np.float32)})
     assert_graph_equal(fold_conv_bn(g), g)
+
+
+def test_fuse_epilogues_puts_activations_into_gemms():
+    from kiln.passes import fuse_epilogues
+
+    before = parse("""
+    graph g(%x:f32[4,6]) {
+      %h:f32[4,5] = gemm[trans_b=true] (%x, %w:f32[5,6] const, %c:f32[5] const)
+      %r:f32[4,5] = relu (%h)
+      %h2:f32[4,3] = gemm (%r, %w2:f32[5,3] const)
+      %y:f32[4,3] = leaky_relu[alpha=0.25] (%h2)
+      %z:f32[4,3] = add (%y, %y)
+      return %z
+    }""", seed=1)
+    expected = parse("""
+    graph g(%x:f32[4,6]) {
+      %r:f32[4,5] = gemm[act=relu trans_b=true] (%x, %w:f32[5,6] const, %c:f32[5] const)
+      %y:f32[4,3] = gemm[act=leaky_relu act_alpha=0.25] (%r, %w2:f32[5,3] const)
+      %z:f32[4,3] = add (%y, %y)
+      return %z
+    }""", params=before.param_data())
+    after = fuse_epilogues(before)
+    assert_graph_equal(after, expected)
+    same_outputs(before, after)

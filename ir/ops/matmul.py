@@ -1,4 +1,5 @@
-"""Matrix products: gemm (ONNX's alpha * A' B' + beta * C) and numpy-style batched matmul."""
+"""Matrix products: gemm (ONNX's alpha * A' B' + beta * C, optionally followed by a fused
+activation, as a conv's: relu, clip, leaky_relu) and numpy-style batched matmul."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 from ..grad import scale, unbroadcast
 from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
 from ..types import FLOAT_DTYPES, TensorType
+from .conv import apply_epilogue
 from .elementwise import broadcast_shape
 
 
@@ -31,14 +33,15 @@ def _gemm_ref(xs, a):
     y = a["alpha"] * (A @ B)
     if rest:
         y = y + a["beta"] * rest[0]
-    return [np.asarray(y, dtype=xs[0].dtype)]
+    return [apply_epilogue(np.asarray(y, dtype=xs[0].dtype), None, a)]
 
 
 def _gemm_cost(ins, outs, a):
     A = ins[0]
     k = A.shape[0] if a["trans_a"] else A.shape[1]
     macs = outs[0].numel * k
-    return Cost(macs, 2 * macs + (outs[0].numel if len(ins) > 2 else 0), bytes_moved(ins, outs))
+    epilogue = (len(ins) > 2) + (a["act"] != "")
+    return Cost(macs, 2 * macs + epilogue * outs[0].numel, bytes_moved(ins, outs))
 
 
 def _gemm_grad(ctx, node, dys):
@@ -47,6 +50,9 @@ def _gemm_grad(ctx, node, dys):
     (dy,) = dys
     a = node.attrs
     A, B, *rest = node.inputs
+    if a["act"]:  # a fused activation: its gradient first, read from y (as a conv's)
+        act = {"act": a["act"], "min": a["act_min"], "max": a["act_max"], "alpha": a["act_alpha"]}
+        dy = ctx.emit("act_grad", [dy, node.outputs[0].name], act, base="d" + node.outputs[0].name + ".pre")[0]
     ta, tb, alpha = a["trans_a"], a["trans_b"], a["alpha"]
     out = [None, None]
     if ctx.needs(node, 0):
@@ -66,9 +72,11 @@ def _gemm_grad(ctx, node, dys):
 register(OpDef(
     name="gemm", family="matmul", inputs=("a", "b", "c?"), outputs=("y",),
     attrs={"alpha": Attr("float", 1.0), "beta": Attr("float", 1.0),
-           "trans_a": Attr("bool", False), "trans_b": Attr("bool", False)},
+           "trans_a": Attr("bool", False), "trans_b": Attr("bool", False),
+           "act": Attr("str", "", choices=("", "relu", "clip", "leaky_relu")), "act_min": Attr("float", 0.0),
+           "act_max": Attr("float", 6.0), "act_alpha": Attr("float", 0.01, doc="leaky_relu's slope, in (0, 1]")},
     infer=_gemm_infer, reference=_gemm_ref, cost=_gemm_cost, show=("trans_b",), grad=_gemm_grad,
-    doc="alpha * op(A) @ op(B) + beta * C, op transposing when trans_a / trans_b",
+    doc="act(alpha * op(A) @ op(B) + beta * C), op transposing when trans_a / trans_b",
 ))
 
 

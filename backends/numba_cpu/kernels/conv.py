@@ -16,20 +16,11 @@ from its shape (the choice is the kernel's note, shown in dumps):
 from __future__ import annotations
 
 from ....ir import Node, TensorType
+from ...templating import epilogue_act
 from . import conv_flat
 from .common import PARALLEL_MIN, KernelSource, lit
 from .conv_blocked import conv2d_blocked, depthwise_blocked
 from .im2col import geometry, jobs, pointwise, unfold
-
-
-def _scalar_act(a, d: str, v: str) -> str:
-    if a["act"] == "relu":
-        return f"max({v}, {lit(0, d)})"
-    if a["act"] == "clip":
-        return f"min(max({v}, {lit(a['act_min'], d)}), {lit(a['act_max'], d)})"
-    if a["act"] == "leaky_relu":  # 0 < alpha <= 1
-        return f"max({v}, ({v}) * {lit(a['act_alpha'], d)})"
-    return v
 
 
 def _epilogue_lines(node: Node, has_bias: bool, g: dict, d: str) -> str:
@@ -43,7 +34,7 @@ def _epilogue_lines(node: Node, has_bias: bool, g: dict, d: str) -> str:
         bv = {'b[nm % ' + str(g['M']) + ']' if has_bias else lit(0, d)}
         base = nm * {g['OH'] * g['OW']}
         for p in range({g['OH'] * g['OW']}):
-            y[base + p] = {_scalar_act(a, d, value)}
+            y[base + p] = {epilogue_act(a, d, value)}
 """
 
 
@@ -88,7 +79,7 @@ def _direct(node: Node, ins, outs, g: dict) -> KernelSource:
     d = ins[0].dtype
     init = "b[m]" if has_bias else lit(0, d)
     params = ", ".join(["x", "w", *(["b"] if has_bias else []), *(["r"] if node.attrs["residual"] else []), "y"])
-    final = _scalar_act(node.attrs, d, "acc + r[yb + oi * " + str(g["OW"]) + " + oj]" if node.attrs["residual"] else "acc")
+    final = epilogue_act(node.attrs, d, "acc + r[yb + oi * " + str(g["OW"]) + " + oj]" if node.attrs["residual"] else "acc")
     body = f"""\
 def KERNEL({params}):
     for nm in prange({g['N'] * g['M']}):

@@ -33,7 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ....ir import Node
-from .common import KernelSource, lit, parallel_jobs
+from ...templating import epilogue_act
+from .common import KernelSource, parallel_jobs
 from .flat_grid import batch_head, fill, fill_input, grid, row_offset, span, tap_offset
 from .im2col import depthwise
 
@@ -147,13 +148,7 @@ def _epilogue(node: Node | None, f: dict) -> tuple[str, list[str]]:
         v += " + bv"
     if a["residual"]:
         v += " + rr[k]"
-    if a["act"] == "relu":
-        v = f"max({v}, {lit(0)})"
-    elif a["act"] == "clip":
-        v = f"min(max({v}, {lit(a['act_min'])}), {lit(a['act_max'])})"
-    elif a["act"] == "leaky_relu":  # 0 < alpha <= 1
-        v = f"max({v}, ({v}) * {lit(a['act_alpha'])})"
-    return v, pre
+    return epilogue_act(a, "f32", v), pre
 
 
 def _copy_out(node: Node | None, f: dict) -> list[str]:

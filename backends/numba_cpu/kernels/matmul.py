@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ....ir import Node, TensorType
 from ....ir.ops.elementwise import broadcast_shape
+from ...templating import epilogue_act
 from .common import KernelSource, broadcast_strides, collapse, lit, nested_loops, plain_only, strides
 
 
@@ -95,9 +96,10 @@ def gemm(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSou
     if len(ins) > 2:
         beta = "" if a["beta"] == 1.0 else f"{lit(a['beta'], y.dtype)} * "
         shape, (so, sc) = collapse((m, n), strides((m, n)), broadcast_strides(ins[2].shape, (m, n)))
-        epilogue = nested_loops(shape, {"io": so, "ic": sc}, [f"y[io] = {alpha}y[io] + {beta}c[ic]"], False)
-    elif alpha:
-        epilogue = [f"    for i in range({m * n}):", f"        y[i] = {alpha}y[i]"]
+        value = epilogue_act(a, y.dtype, f"{alpha}y[io] + {beta}c[ic]")
+        epilogue = nested_loops(shape, {"io": so, "ic": sc}, [f"y[io] = {value}"], False)
+    elif alpha or a["act"]:
+        epilogue = [f"    for i in range({m * n}):", f"        y[i] = {epilogue_act(a, y.dtype, alpha + 'y[i]')}"]
     args = "a, b, c, y" if len(ins) > 2 else "a, b, y"
     body, note = _product(p, args, epilogue)
     return KernelSource(body, (*node.inputs, node.outputs[0].name), "gemm " + note, parallel=_row_split(p))

@@ -10,6 +10,7 @@ Windows and taps are read in place (bounds-checked), never unfolded into memory.
 from __future__ import annotations
 
 from ....ir import Node, TensorType
+from ...templating import epilogue_act
 from .common import KernelSource, grid1, lit, plain_only
 from .tiled import grid_for, tile_note, tiled_kernel
 
@@ -21,14 +22,6 @@ def _geometry(x: TensorType, w_shape, y_shape, a) -> dict:
                 DH=dh, DW=dw, PT=pt, PL=pl, G=a["groups"], MG=m // a["groups"])
 
 
-def _act(a, d: str, v: str) -> str:
-    if a.get("act") == "relu":
-        return f"max({v}, {lit(0, d)})"
-    if a.get("act") == "clip":
-        return f"min(max({v}, {lit(a['act_min'], d)}), {lit(a['act_max'], d)})"
-    if a.get("act") == "leaky_relu":  # 0 < alpha <= 1
-        return f"max({v}, ({v}) * {lit(a['act_alpha'], d)})"
-    return v
 
 
 def _window_read(g: dict, k: str, col: str, src: str = "x") -> list[str]:
@@ -66,7 +59,7 @@ def KERNEL({', '.join(params)}):
                         if iw >= 0 and iw < {g['W']}:
                             acc += x[((n * {g['C']} + c0 + cc) * {g['H']} + ih) * {g['W']} + iw] * \\
                                 w[((m * {g['CG']} + cc) * {g['KH']} + ki) * {g['KW']} + kj]
-        y[i] = {_act(a, d, 'acc' + res)}
+        y[i] = {epilogue_act(a, d, 'acc' + res)}
 """
     return KernelSource(body, (*node.inputs, node.outputs[0].name), f"direct {g['KH']}x{g['KW']}, thread per output",
                         grid=grid1(total))
@@ -87,7 +80,7 @@ def conv2d(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelS
         params, g["MG"], g["N"] * p, k, d,
         load_a=[f"va = w[(z * {g['MG']} + row) * {k} + k]"],
         load_b=_window_read(g, "k", "col"),
-        store=[f"m = z * {g['MG']} + row", f"n = col // {p}", f"o = {out}", f"y[o] = {_act(a, d, value)}"])
+        store=[f"m = z * {g['MG']} + row", f"n = col // {p}", f"o = {out}", f"y[o] = {epilogue_act(a, d, value)}"])
     note = f"implicit GEMM [{g['MG']}x{k}] @ [{k}x{g['N'] * p}] x {g['G']} group(s), {tile_note(g['MG'], g['N'] * p)}"
     return KernelSource(body, (*node.inputs, node.outputs[0].name), note, grid=grid_for(g["MG"], g["N"] * p, g["G"]))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ....ir import Node, TensorType
+from ...templating import epilogue_act
 from .common import KernelSource, broadcast_strides, decompose, lit, offset, plain_only
 from .tiled import grid_for, tile_note, tiled_kernel
 
@@ -21,7 +22,7 @@ def gemm(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSou
         sr, sc = broadcast_strides(ins[2].shape, (m, n))
         value += f" + {lit(a['beta'], d)} * c[row * {sr} + col * {sc}]"
         params.append("c")
-    body = tiled_kernel([*params, "y"], m, n, k, d, load_a, load_b, [f"y[row * {n} + col] = {value}"])
+    body = tiled_kernel([*params, "y"], m, n, k, d, load_a, load_b, [f"y[row * {n} + col] = {epilogue_act(a, d, value)}"])
     note = f"tiled [{m}x{k}] @ [{k}x{n}]{' (A transposed)' if a['trans_a'] else ''}{' (B transposed)' if a['trans_b'] else ''}, {tile_note(m, n)}"
     return KernelSource(body, (*node.inputs, node.outputs[0].name), note, grid=grid_for(m, n, 1))
 
