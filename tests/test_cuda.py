@@ -135,12 +135,16 @@ def test_inputs_are_checked_on_the_device_too():
 
 
 def test_dump_shows_kernels_and_launch_configurations(tmp_path):
-    kiln.compile(tiny_net(), target="cuda", dump_dir=tmp_path)
-    launches = (tmp_path / "kernels" / "launches.py").read_text()
-    assert "[(1, 1, 1), (16, 16)]" in launches  # the conv's tiled launch
-    sources = "".join(p.read_text() for p in (tmp_path / "kernels").glob("k_*.py"))
-    assert "@cuda.jit" in sources and "cuda.shared.array((16, 16), float32)" in sources
-    assert "# launch: grid" in sources
+    kiln.compile(tiny_net(), target="cuda", dump_dir=tmp_path / "tiny")
+    launches = (tmp_path / "tiny" / "kernels" / "launches.py").read_text()
+    assert "[(1, 1), 256]" in launches  # 4 output channels: the thin product, a thread per output
+    b = Builder("wide", seed=0)  # 32 channels x 64 pixels: a 32x64 tile, 2x4 outputs per thread
+    kiln.compile(b.build(b.conv2d(b.input("x", (1, 8, 8, 8)), 32, 3, pads=1)), target="cuda", dump_dir=tmp_path / "wide")
+    launches = (tmp_path / "wide" / "kernels" / "launches.py").read_text()
+    assert "[(1, 1, 1), (16, 16)]" in launches
+    sources = "".join(p.read_text() for p in (tmp_path / "wide" / "kernels").glob("k_*.py"))
+    assert "@cuda.jit" in sources and "cuda.shared.array((16, 32), float32)" in sources
+    assert "cuda.local.array((2, 4), float32)" in sources and "# launch: grid" in sources
 
 
 @pytest.mark.skipif(HAS_GPU, reason="a GPU is present: the no-device error cannot be shown here")
