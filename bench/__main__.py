@@ -97,6 +97,14 @@ def scipy_gcn(graph):
     return run
 
 
+def emit(text: str, out: str | None) -> None:
+    """Print the table, and write it to `out` when given."""
+    print(text)
+    if out:
+        with open(out, "w") as f:
+            f.write(text.rstrip("\n") + "\n")
+
+
 def fmt(ts: list[float]) -> str:
     return f"{statistics.median(ts) * 1e3:.2f} ({min(ts) * 1e3:.2f}-{max(ts) * 1e3:.2f})"
 
@@ -182,11 +190,7 @@ def main() -> int:
                     help=f"instead: each model with each of {', '.join(ABLATE)} switched off in turn")
     args = ap.parse_args()
     if args.ablate:
-        text = "\n\n".join(ablation(name, args.runs) for name in args.models.split(","))
-        print(text)
-        if args.out:
-            with open(args.out, "w") as f:
-                f.write(text + "\n")
+        emit("\n\n".join(ablation(name, args.runs) for name in args.models.split(",")), args.out)
         return 0
     peak = gemm_peak()
     rows = []
@@ -196,10 +200,7 @@ def main() -> int:
     text = (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
             f"numpy float32 GEMM peak {peak:.0f} GFLOP/s; {args.runs} runs after 3 warm-up\n\n"
             + table(rows, peak))
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(text, args.out)
     return 0
 
 

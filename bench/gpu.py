@@ -16,14 +16,14 @@ also runs in Numba's simulator (NUMBA_ENABLE_CUDASIM=1), without torch's column.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 
 import kiln
 import numpy as np
 
-from bench.__main__ import fmt
+from bench.__main__ import emit, fmt
+from bench.train import table
 
 MODELS = {  # name -> (builder, kwargs, mode)
     "resnet18_b1": ("resnet18", {"batch": 1}, "inference"),
@@ -114,20 +114,12 @@ def main() -> int:
     if isinstance(gpu, bytes):
         gpu = gpu.decode()
     torch = torch_cuda()
-    versions = f"torch {torch.__version__} + cuDNN {torch.backends.cudnn.version()}" if torch else "torch absent"
-    lines = [f"GPU: {gpu}; {versions}; {args.runs} runs after 3 warm-up", "",
-             "| model | kiln ms | torch ms | kiln/torch | kiln compile s |", "|---|---|---|---|---|"]
+    versions = f"torch {torch.__version__} + cuDNN {torch.backends.cudnn.version()}" if torch else "no torch with CUDA"
+    rows = []
     for n in names:
-        r = bench_model(n, args.runs)
-        ratio = f"{statistics.median(r['kiln']) / statistics.median(r['torch']):.2f}" if "torch" in r else "-"
-        lines.append(f"| {n} | {fmt(r['kiln'])} | {fmt(r['torch']) if 'torch' in r else '-'} | {ratio} | "
-                     f"{r['compile_s']:.1f} |")
-        print(lines[-1], file=sys.stderr, flush=True)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+        rows.append(bench_model(n, args.runs))
+        print(f"{n}: kiln {fmt(rows[-1]['kiln'])} ms", file=sys.stderr, flush=True)
+    emit(f"GPU: {gpu}; {versions}; {args.runs} runs after 3 warm-up\n\n" + table(rows, "ms"), args.out)
     return 0
 
 

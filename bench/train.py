@@ -20,7 +20,7 @@ import time
 import kiln
 import numpy as np
 
-from bench.__main__ import fmt, timeit
+from bench.__main__ import emit, fmt, timeit
 
 MODELS = {  # name -> (builder, kwargs, data)
     "lenet5_b64": ("lenet5", {"batch": 64}),
@@ -106,8 +106,9 @@ def bench_model(name: str, runs: int, target: str) -> dict:
     return row
 
 
-def table(rows: list[dict]) -> str:
-    head = "| model | kiln step ms | torch step ms | kiln/torch | kiln compile s |\n|---|---|---|---|---|\n"
+def table(rows: list[dict], what: str = "step ms") -> str:
+    """kiln against torch, a row per model: `what` names the timed unit ("step ms", "ms")."""
+    head = f"| model | kiln {what} | torch {what} | kiln/torch | kiln compile s |\n|---|---|---|---|---|\n"
     lines = []
     for r in rows:
         ratio = f"{statistics.median(r['kiln']) / statistics.median(r['torch']):.2f}" if "torch" in r else "-"
@@ -135,10 +136,7 @@ def main() -> int:
                                                          else ""), file=sys.stderr, flush=True)
     text = (f"Training step (SGD, momentum {MOMENTUM}), {platform.processor() or platform.machine()}, "
             f"{os.cpu_count()} cores, target {args.target}, {args.runs} steps after warm-up:\n\n" + table(rows))
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
+    emit(text, args.out)
     return 0
 
 
