@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 from .frontend import models
 from .frontend.onnx import from_onnx
 from .ir import Graph
 from .ir.errors import UnsupportedError
-from .passes import PIPELINES, autodiff, run_passes, select_layout, stateful_forward
+from .passes import PIPELINES, autodiff, run_passes, stateful_forward
 from .passes.autodiff import LOSSES, split_state
+from .passes.select_layout import select_layout_with
 from .runtime import Executable, interpret
 from .runtime.arena import ArenaRunner
 from .runtime.trainer import Trainer
@@ -80,7 +80,7 @@ def _with_cost_model(pipeline, cost_model):
         from .costs import machine_model
 
         cost_model = machine_model()
-    return [dataclasses.replace(p, fn=partial(select_layout, model=cost_model)) if p.name == "select_layout" else p
+    return [dataclasses.replace(p, fn=select_layout_with(cost_model)) if p.name == "select_layout" else p
             for p in pipeline]
 
 

@@ -85,13 +85,15 @@ def unary_expr(node: Node, t: TensorType) -> str:
     raise KeyError(node.op)
 
 
+BINARY_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}  # the arithmetic ops as Python operators
+
+
 def chain_lines(node: Node, t: TensorType, index: dict[int, str]) -> list[str]:
     """The steps of a fused_elementwise node on `v`, operand k read as x{k}[index[k]]; each
     step rounds to the dtype as the unfused node would."""
     from ..ir.ops.elementwise import CHAIN_UNARY, parse_steps
 
-    cast = NP_NAMES[t.dtype]
-    symbols = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+    cast, symbols = NP_NAMES[t.dtype], BINARY_SYMBOLS
     lines = []
     for op, sa in parse_steps(node.attrs["steps"]):
         if op in CHAIN_UNARY:

@@ -160,5 +160,5 @@ def select_layout(g: Graph, model: cm.CostModel | None = None) -> Graph:
 
 
 def select_layout_with(model: cm.CostModel | None):
-    """select_layout with a given cost model (None: by rule), for tests and experiments."""
+    """select_layout with a given cost model (None: by rule): how a target hands it its costs."""
     return partial(select_layout, model=model)

@@ -4,7 +4,7 @@ kernel), broadcasting arithmetic (nested loops over the collapsed output shape),
 from __future__ import annotations
 
 from ....ir import Node, TensorType
-from ...templating import chain_lines, unary_expr
+from ...templating import BINARY_SYMBOLS, chain_lines, unary_expr
 from .common import (
     NP_NAMES,
     PARALLEL_MIN,
@@ -28,7 +28,7 @@ def KERNEL(x, y):
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"{node.op}, flat loop", parallel=par)
 
 
-_BINARY = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+_BINARY = BINARY_SYMBOLS
 
 
 def binary(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
