@@ -116,6 +116,8 @@ def epilogue_act(a, d: str, v: str) -> str:
         return f"min(max({v}, {lit(a['act_min'], d)}), {lit(a['act_max'], d)})"
     if act == "leaky_relu":
         return f"max({v}, ({v}) * {lit(a['act_alpha'], d)})"
+    if act == "sigmoid":
+        return f"{lit(1, d)} / ({lit(1, d)} + math.exp(-({v})))"
     return v
 
 

@@ -107,6 +107,8 @@ def _act_steps(ex: _Exporter, node: Node) -> list:
         return [("Clip", [None, ex.scalar(node, "min", a["act_min"]), ex.scalar(node, "max", a["act_max"])], {})]
     if a["act"] == "leaky_relu":
         return [("LeakyRelu", [None], {"alpha": a["act_alpha"]})]
+    if a["act"] == "sigmoid":
+        return [("Sigmoid", [None], {})]
     return []
 
 

@@ -314,3 +314,22 @@ def test_leaky_relu_epilogue_on_every_conv_kernel():
     y = b.leaky_relu(b.conv2d(b.input("input", (1, 2, 6, 6), "f64"), 3, kernel=3, stride=2, name="im2col"), 0.1)
     exe = check_cpu(b.build(y))
     assert [n.op for n in exe.graph.nodes] == ["conv2d"] and notes(exe)[0].startswith("gemm"), notes(exe)
+
+
+def test_sigmoid_epilogue_on_every_conv_kernel_and_gemm():
+    """A sigmoid fuses into each conv kernel and into a linear layer, and matches the reference,
+    saturating inputs included (a bias of +-40 drives exp(-v) to 0 and to inf)."""
+    b = kiln.Builder("sig", seed=6)
+    x = b.input("input", (2, 3, 9, 9))
+    w = np.random.default_rng(0).standard_normal((32, 3, 3, 3)).astype(np.float32)
+    saturating = np.repeat(np.float32([40.0, -40.0]), 16)
+    blocked = b.sigmoid(b.op("conv2d", [x, b.param("w", w), b.param("b", saturating)], {"pads": (1, 1, 1, 1)}))
+    blocked = b.sigmoid(b.conv2d(blocked, 32, kernel=3, pads=1, name="blocked"))
+    dw = b.sigmoid(b.conv2d(blocked, 32, kernel=3, pads=1, groups=32, name="dw"))
+    flat = b.sigmoid(b.conv2d(x, 6, kernel=3, pads=1, name="flat"))
+    direct = b.sigmoid(b.conv2d(flat, 6, kernel=3, pads=1, groups=6, name="direct"))
+    fc = b.sigmoid(b.linear(b.flatten(b.global_avgpool(dw)), 5, name="fc"))
+    exe = check_cpu(b.build(fc, direct, blocked))
+    assert not [n.name for n in exe.graph.nodes if n.op == "sigmoid"]
+    assert [n.attrs["act"] for n in exe.graph.nodes if n.op in ("conv2d", "gemm")] == ["sigmoid"] * 6
+    assert any(n.startswith("direct NCHW16c") and n.endswith("fused sigmoid") for n in notes(exe)), notes(exe)

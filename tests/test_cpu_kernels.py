@@ -167,6 +167,7 @@ def test_gemm_every_transpose_and_c_shape():
     outs.append(b.op("gemm", [a, w, b.input("ca", (n,))], {"act": "relu"}))
     outs.append(b.op("gemm", [a, w], {"alpha": 0.5, "act": "clip", "act_min": -0.2, "act_max": 0.3}))
     outs.append(b.op("gemm", [a, w], {"act": "leaky_relu", "act_alpha": 0.1}))
+    outs.append(b.op("gemm", [a, w, b.input("cs", (m, n))], {"act": "sigmoid", "beta": 0.5}))
     check(b.build(*outs))
 
 

@@ -44,6 +44,7 @@ def op(name, **attrs):
     ({"pads": 1, "residual": True}, [(1, 4, 9, 9), (66, 4, 3, 3), (66,), (1, 66, 9, 9)]),  # 64x64 tiles, ragged edges
     ({"act": "relu"}, [(1, 8, 3, 3), (20, 8, 3, 3), (20,)]),  # a 1x1 output at batch 1: the thin kernel
     ({"act": "leaky_relu", "act_alpha": 0.2, "pads": 1}, [(1, 3, 5, 5), (5, 3, 3, 3), (5,)]),
+    ({"act": "sigmoid", "stride": 2}, [(1, 3, 5, 5), (4, 3, 3, 3), (4,)]),
 ])
 def test_conv2d(attrs, shapes):
     check(op("conv2d", **attrs), shapes)
@@ -70,6 +71,7 @@ def test_conv2d_gradients():
     ({"trans_a": True}, [(17, 40), (17, 130)]),  # 2x4 per thread
     ({"trans_b": True}, [(1, 40), (70, 40), (70,)]),  # batch 1: one thread per output
     ({"act": "leaky_relu", "act_alpha": 0.2, "alpha": 0.5}, [(6, 7), (7, 9)]),  # a fused activation
+    ({"act": "sigmoid"}, [(6, 7), (7, 9), (9,)]),
 ])
 def test_gemm(attrs, shapes):
     check(op("gemm", **attrs), shapes)

@@ -82,7 +82,7 @@ def test_conv2d(attrs, cin, cout, k, bias):
     check_grads(op("conv2d", **attrs), shapes)
 
 
-@pytest.mark.parametrize("act", ["relu", "clip", "leaky_relu"])
+@pytest.mark.parametrize("act", ["relu", "clip", "leaky_relu", "sigmoid"])
 def test_conv2d_fused_epilogue(act):
     """A fused conv (residual add and activation inside) differentiates like its parts."""
     shapes = {"x": (2, 3, 5, 5), "w": (4, 3, 3, 3), "b": (4,), "r": (2, 4, 5, 5)}
@@ -191,7 +191,7 @@ def test_gemm(attrs, sa, sb, sc):
     check_grads(op("gemm", **attrs), shapes)
 
 
-@pytest.mark.parametrize("act", ["relu", "clip", "leaky_relu"])
+@pytest.mark.parametrize("act", ["relu", "clip", "leaky_relu", "sigmoid"])
 def test_gemm_fused_activation(act):
     check_grads(op("gemm", trans_b=True, act=act, act_min=-0.5, act_max=0.5, act_alpha=0.3),
                 {"a": (3, 4), "b": (5, 4), "c": (5,)})

@@ -231,12 +231,14 @@ def test_fused_conv_epilogues_export_as_their_parts():
     r = b.conv2d(x, 4, kernel=1, name="skip")
     y = b.leaky_relu(b.add(b.conv2d(x, 4, kernel=3, pads=1, name="conv"), r), 0.2)
     z = b.clip(b.conv2d(y, 4, kernel=1, name="conv2"), 0.0, 6.0)
+    z = b.sigmoid(b.conv2d(z, 4, kernel=1, name="conv3"))
     z = b.relu(b.linear(b.flatten(b.global_avgpool(z)), 3, name="fc"))
     exe = kiln.compile(b.build(z), target="reference", skip=())
     from kiln.passes import fuse_epilogues
 
     g = fuse_epilogues(exe.graph)
-    assert [n.attrs.get("act") for n in g.nodes if n.op in ("conv2d", "gemm")] == ["", "leaky_relu", "clip", "relu"]
+    acts = [n.attrs.get("act") for n in g.nodes if n.op in ("conv2d", "gemm")]
+    assert acts == ["", "leaky_relu", "clip", "sigmoid", "relu"], acts
     model = to_onnx(g)
-    assert {"LeakyRelu", "Add", "Clip", "Gemm", "Relu"} <= {n.op_type for n in model.graph.node}
+    assert {"LeakyRelu", "Add", "Clip", "Sigmoid", "Gemm", "Relu"} <= {n.op_type for n in model.graph.node}
     assert_matches_kiln(g, model)

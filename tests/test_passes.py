@@ -194,7 +194,9 @@ def test_fuse_epilogues_residual_and_relu():
       %u:f32[1,2,4,4] = leaky_relu[alpha=0.1] (%c3)
       %c4:f32[1,2,4,4] = conv2d[pads=0] (%u, %w4:f32[2,2,1,1] const)
       %v:f32[1,2,4,4] = leaky_relu[alpha=2.0] (%c4)
-      return %v
+      %c5:f32[1,2,4,4] = conv2d[pads=0] (%v, %w5:f32[2,2,1,1] const)
+      %s5:f32[1,2,4,4] = sigmoid (%c5)
+      return %s5
     }""", seed=0)
     expected = parse("""
     graph g(%x:f32[1,2,4,4], %r:f32[1,2,4,4]) {
@@ -203,7 +205,8 @@ def test_fuse_epilogues_residual_and_relu():
       %u:f32[1,2,4,4] = conv2d[act=leaky_relu act_alpha=0.1 pads=0] (%z, %w3:f32[2,2,1,1] const)
       %c4:f32[1,2,4,4] = conv2d[pads=0] (%u, %w4:f32[2,2,1,1] const)
       %v:f32[1,2,4,4] = leaky_relu[alpha=2.0] (%c4)
-      return %v
+      %s5:f32[1,2,4,4] = conv2d[act=sigmoid pads=0] (%v, %w5:f32[2,2,1,1] const)
+      return %s5
     }""", params=before.param_data())
     after = fuse_epilogues(before)
     assert_graph_equal(after, expected)

@@ -11,6 +11,7 @@ micro-kernel's accumulators are values of this type instead: each lives in one S
     vfma(a, b, c)      a * b + c, fused (llvm.fma.v16f32)
     vadd, vmul, vmax   lane-wise; vmax is llvm.maxnum (NaN loses, as in relu)
     vsum(v)            the sum of the lanes
+    vsigmoid(v)        1 / (1 + exp(-v)) lane-wise (llvm.exp; exp(-v) = inf gives 0, not NaN)
 
 Indices are not bounds-checked: the generated kernels compute them from static shapes.
 """
@@ -148,3 +149,13 @@ def vsum(typingctx, v):
         return builder.call(fn, [ir.Constant(_F32, 0.0), args[0]])
 
     return types.float32(f32x16), codegen
+
+
+@intrinsic
+def vsigmoid(typingctx, v):
+    def codegen(context, builder, sig, args):
+        one = ir.Constant(_VEC, [1.0] * LANES)
+        e = _call(builder, "llvm.exp.v16f32", [builder.fneg(args[0])])
+        return builder.fdiv(one, builder.fadd(one, e))
+
+    return f32x16(f32x16), codegen

@@ -3,7 +3,7 @@ asymmetric padding `pads = [top, left, bottom, right]` (ONNX's order).
 
 A conv may carry a fused epilogue (fuse_epilogues puts it there): with `residual`, its last
 input is added to the result, then `act` is applied: relu, clip to [act_min, act_max], or
-leaky_relu with slope act_alpha below zero (0 < act_alpha <= 1, so it is max(y, alpha y)).
+leaky_relu with slope act_alpha below zero (0 < act_alpha <= 1, so it is max(y, alpha y)), or sigmoid.
     y = act(conv(x, w) + b + r)
 """
 
@@ -13,6 +13,9 @@ import numpy as np
 
 from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
 from ..types import FLOAT_DTYPES, TensorType
+from .elementwise import sigmoid
+
+EPILOGUE_ACTS = ("", "relu", "clip", "leaky_relu", "sigmoid")  # what a conv's or gemm's act may be
 
 
 def window_out(size: int, k: int, stride: int, dil: int, pad_lo: int, pad_hi: int,
@@ -66,6 +69,8 @@ def apply_epilogue(y: np.ndarray, residual: np.ndarray | None, a) -> np.ndarray:
         y = np.minimum(np.maximum(y, y.dtype.type(a["act_min"])), y.dtype.type(a["act_max"]))
     elif a["act"] == "leaky_relu":
         y = np.where(y >= 0, y, y * y.dtype.type(a["act_alpha"]))
+    elif a["act"] == "sigmoid":
+        y = sigmoid(y)
     return y
 
 
@@ -123,7 +128,7 @@ register(
             "pads": Attr("ints", (0, 0, 0, 0), length=4, doc="top, left, bottom, right"),
             "groups": Attr("int", 1),
             "residual": Attr("bool", False, doc="the last input is added before the activation"),
-            "act": Attr("str", "", choices=("", "relu", "clip", "leaky_relu")),
+            "act": Attr("str", "", choices=EPILOGUE_ACTS),
             "act_min": Attr("float", 0.0),
             "act_max": Attr("float", 6.0),
             "act_alpha": Attr("float", 0.01, doc="leaky_relu's slope, in (0, 1]"),

@@ -66,7 +66,7 @@ def _unary(name: str, fn, doc: str, attrs=None, infer=_same_type, grad=None) -> 
     )
 
 
-def _sigmoid(x, a):
+def sigmoid(x: np.ndarray) -> np.ndarray:
     # exp of a negative argument only, so large |x| neither overflows nor warns
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
@@ -80,7 +80,7 @@ _unary(
     {"alpha": Attr("float", 0.01)},
     grad=_act_rule("leaky_relu", "x"),
 )
-_unary("sigmoid", _sigmoid, "1 / (1 + exp(-x))", grad=_act_rule("sigmoid", "y"))
+_unary("sigmoid", lambda x, a: sigmoid(x), "1 / (1 + exp(-x))", grad=_act_rule("sigmoid", "y"))
 _unary("tanh", lambda x, a: np.tanh(x), "tanh(x)", grad=_act_rule("tanh", "y"))
 def _clip(x, a):
     lo, hi = a["min"], a["max"]

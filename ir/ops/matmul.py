@@ -8,7 +8,7 @@ import numpy as np
 from ..grad import scale, unbroadcast
 from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
 from ..types import FLOAT_DTYPES, TensorType
-from .conv import apply_epilogue
+from .conv import EPILOGUE_ACTS, apply_epilogue
 from .elementwise import broadcast_shape
 
 
@@ -73,7 +73,7 @@ register(OpDef(
     name="gemm", family="matmul", inputs=("a", "b", "c?"), outputs=("y",),
     attrs={"alpha": Attr("float", 1.0), "beta": Attr("float", 1.0),
            "trans_a": Attr("bool", False), "trans_b": Attr("bool", False),
-           "act": Attr("str", "", choices=("", "relu", "clip", "leaky_relu")), "act_min": Attr("float", 0.0),
+           "act": Attr("str", "", choices=EPILOGUE_ACTS), "act_min": Attr("float", 0.0),
            "act_max": Attr("float", 6.0), "act_alpha": Attr("float", 0.01, doc="leaky_relu's slope, in (0, 1]")},
     infer=_gemm_infer, reference=_gemm_ref, cost=_gemm_cost, show=("trans_b",), grad=_gemm_grad,
     doc="act(alpha * op(A) @ op(B) + beta * C), op transposing when trans_a / trans_b",

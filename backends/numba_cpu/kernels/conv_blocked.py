@@ -134,6 +134,8 @@ def _epilogue(p: dict, accs: list[tuple[str, str]]) -> list[str]:
             lines.append(f"{acc} = vmin(vmax({acc}, vsplat(np.float32({p['ALO']!r}))), vsplat(np.float32({p['AHI']!r})))")
         elif p["ACT"] == "leaky_relu":  # 0 < alpha <= 1: max(y, alpha y)
             lines.append(f"{acc} = vmax({acc}, vmul({acc}, vsplat(np.float32({p['ALPHA']!r}))))")
+        elif p["ACT"] == "sigmoid":
+            lines.append(f"{acc} = vsigmoid({acc})")
     return lines
 
 
