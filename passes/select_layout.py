@@ -12,6 +12,8 @@ blocked is, when its estimated time blocked (plus the reorder of its input if th
 of its output if a reader needs it plain) is no more than plain (plus a reorder of a blocked
 input); depthwise convs have no plain vector kernel and are blocked by rule, as every blockable
 conv is when there is no model.
+A gemm whose B (and C) are consts gets `pack_b`: the CPU backend repacks B into 16-column
+panels for its micro-kernel (the other targets ignore the flag).
 Blocked kernels repack their weights (and batch_norm its statistics) once at compile time, so
 only nodes whose weights are consts are blocked; a graph fed its weights at run time (the
 trainer's evaluation graph) stays plain there.
@@ -26,6 +28,7 @@ from collections import Counter
 from functools import partial
 
 from ..ir import Graph, Node, TensorType, Value, get_op
+from ..ir.ops.matmul import panels_apply
 from . import cost_model as cm
 from .manager import note
 
@@ -120,7 +123,7 @@ def select_layout(g: Graph, model: cm.CostModel | None = None) -> Graph:
     outputs = set(g.outputs)
     consts = {p.name for p in g.params}
     nodes: list[Node] = []
-    inserted, chosen = 0, Counter()
+    inserted, packed, chosen = 0, 0, Counter()
     for n in g.nodes:
         want, out_layout = _plan(n, layout, types, bool(outputs.intersection(n.output_names)), consts,
                                  users.get(n.outputs[0].name, ()), model, tally)
@@ -144,6 +147,10 @@ def select_layout(g: Graph, model: cm.CostModel | None = None) -> Graph:
             layout[v.name] = v.type.layout
             types[v.name] = v.type
             chosen[v.type.layout or "NCHW"] += 1
+        if n.op == "gemm" and not n.attrs["pack_b"] and all(i in consts for i in n.inputs[1:]) and \
+                panels_apply(n.attrs, [types[i] for i in n.inputs]):
+            n = n.with_(attrs={**n.attrs, "pack_b": True})
+            packed += 1
         nodes.append(n.with_(inputs=tuple(new_inputs), outputs=outs))
     priced = "" if model is None or not tally["priced"] else (
         f"; cost model ({model.source}): {tally['priced']} conv(s) priced, "
@@ -151,11 +158,12 @@ def select_layout(g: Graph, model: cm.CostModel | None = None) -> Graph:
         + (f" ({', '.join(tally['plain_by_cost'])})" if tally["plain_by_cost"] else "")
         + f", estimated conv time {tally['blocked_s'] * 1e3:.3f} ms (all blockable blocked: "
         f"{tally['all_blocked_s'] * 1e3:.3f} ms)")
-    if not chosen.get(BLOCKED):
+    panels = f"; {packed} gemm weight(s) packed into 16-column panels" if packed else ""
+    if not chosen.get(BLOCKED) and not packed:
         note("every value stays NCHW" + priced)
         return g
     note(f"layouts: {', '.join(f'{k} {v}' for k, v in sorted(chosen.items()))}; {inserted} reorder(s) inserted"
-         + priced)
+         + panels + priced)
     return g.with_nodes(nodes)
 
 

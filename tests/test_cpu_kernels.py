@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from kiln.backends.numba_cpu.kernels import shape as shape_kernels
 from kiln.backends.numba_cpu.kernels.common import PARALLEL_MIN
+from kiln.errors import UnsupportedError
 from kiln.frontend import Builder
 
 F32_TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -169,6 +170,44 @@ def test_gemm_every_transpose_and_c_shape():
     outs.append(b.op("gemm", [a, w], {"act": "leaky_relu", "act_alpha": 0.1}))
     outs.append(b.op("gemm", [a, w, b.input("cs", (m, n))], {"act": "sigmoid", "beta": 0.5}))
     check(b.build(*outs))
+
+
+def test_gemm_on_the_panel_micro_kernel():
+    """gemms with const B (and C) run on kiln's micro-kernel (select_layout sets pack_b): a
+    padded last panel, several panel groups with a narrower last one, row strips with a tail,
+    one row, transposed A or B, alpha and beta, C as [N] or [1, N], each fused activation, and
+    both the serial (small) and the parallel (large) launch."""
+    rng = np.random.default_rng(3)
+    b = Builder("panels", seed=0)
+    outs = []
+    cases = [  # m, k, n, trans_a, trans_b, c shape, alpha, beta, act
+        (1, 37, 10, False, True, (10,), 1.0, 1.0, ""),
+        (5, 20, 33, False, True, (1, 33), 0.5, 2.0, "relu"),
+        (64, 40, 120, True, False, None, 1.0, 1.0, ""),        # 8 panels, 4 per job, 13-row strips
+        (17, 9, 80, False, False, (80,), 1.0, -1.0, "sigmoid"),  # 5 panels: groups of 4 and 1
+        (30, 70, 50, True, True, (50,), 1.0, 1.0, "leaky_relu"),  # 4 panels, the last padded
+        (8, 300, 100, False, True, (100,), 2.0, 1.0, "clip"),  # parallel: above SERIAL_MACS
+    ]
+    for i, (m, k, n, ta, tb, c_shape, alpha, beta, act) in enumerate(cases):
+        a = b.input(f"a{i}", (k, m) if ta else (m, k))
+        w = b.param(f"w{i}", rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32))
+        ins = [a, w] + ([] if c_shape is None else [b.param(f"c{i}", rng.standard_normal(c_shape).astype(np.float32))])
+        outs.append(b.op("gemm", ins, {"trans_a": ta, "trans_b": tb, "alpha": alpha, "beta": beta, "act": act,
+                                       "act_min": -0.5, "act_max": 0.5, "act_alpha": 0.1}))
+    exe = check(b.build(*outs), {"rtol": 1e-4, "atol": 1e-4})
+    program = exe.compiled.program
+    notes = [program.kernels[launch.kernel].note for launch in program.launches]
+    assert len(notes) == len(cases) and all("kiln micro-kernel" in note for note in notes), notes
+    assert all(n.attrs["pack_b"] for n in exe.graph.nodes)
+    assert any(program.kernels[launch.kernel].parallel for launch in program.launches)
+    assert not all(program.kernels[launch.kernel].parallel for launch in program.launches)
+
+
+def test_gemm_pack_b_needs_a_const_b():
+    b = Builder("runtime_b", seed=0)
+    g = b.build(b.op("gemm", [b.input("a", (2, 3)), b.input("w", (3, 4))], {"pack_b": True}))
+    with pytest.raises(UnsupportedError, match="pack_b needs B"):
+        kiln.compile(g, target="cpu")
 
 
 def test_matmul_1d_2d_batched_broadcast():

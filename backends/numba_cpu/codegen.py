@@ -23,7 +23,7 @@ HEADER = """\
 import math
 import numpy as np
 from numba import njit, prange
-from kiln.backends.numba_cpu.simd import vadd, vfma, vload, vmax, vmin, vmul, vsigmoid, vsplat, vstore, vsum, vzero
+from kiln.backends.numba_cpu.simd import vadd, vfma, vlane, vload, vmax, vmin, vmul, vsigmoid, vsplat, vstore, vsum, vzero
 """
 
 NUMBA_TYPES = {"f16": "float16", "f32": "float32", "f64": "float64", "i8": "int8", "u8": "uint8",

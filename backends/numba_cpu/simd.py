@@ -11,6 +11,7 @@ micro-kernel's accumulators are values of this type instead: each lives in one S
     vfma(a, b, c)      a * b + c, fused (llvm.fma.v16f32)
     vadd, vmul, vmax   lane-wise; vmax is llvm.maxnum (NaN loses, as in relu)
     vsum(v)            the sum of the lanes
+    vlane(v, i)        lane i of v (a scalar)
     vsigmoid(v)        1 / (1 + exp(-v)) lane-wise (llvm.exp; exp(-v) = inf gives 0, not NaN)
 
 Indices are not bounds-checked: the generated kernels compute them from static shapes.
@@ -159,3 +160,12 @@ def vsigmoid(typingctx, v):
         return builder.fdiv(one, builder.fadd(one, e))
 
     return f32x16(f32x16), codegen
+
+
+@intrinsic
+def vlane(typingctx, v, index):
+    def codegen(context, builder, sig, args):
+        idx = context.cast(builder, args[1], sig.args[1], types.int32)
+        return builder.extract_element(args[0], idx)
+
+    return types.float32(f32x16, index), codegen

@@ -36,6 +36,13 @@ def _gemm_ref(xs, a):
     return [apply_epilogue(np.asarray(y, dtype=xs[0].dtype), None, a)]
 
 
+def panels_apply(a, ins: list[TensorType]) -> bool:
+    """Whether a gemm's B (and C) can be repacked into 16-column panels (pack_b): float32, and C
+    absent or one row broadcast down the output."""
+    n = ins[1].shape[0] if a["trans_b"] else ins[1].shape[1]
+    return all(t.dtype == "f32" for t in ins) and (len(ins) < 3 or ins[2].shape in ((n,), (1, n)))
+
+
 def _gemm_cost(ins, outs, a):
     A = ins[0]
     k = A.shape[0] if a["trans_a"] else A.shape[1]
@@ -74,7 +81,9 @@ register(OpDef(
     attrs={"alpha": Attr("float", 1.0), "beta": Attr("float", 1.0),
            "trans_a": Attr("bool", False), "trans_b": Attr("bool", False),
            "act": Attr("str", "", choices=EPILOGUE_ACTS), "act_min": Attr("float", 0.0),
-           "act_max": Attr("float", 6.0), "act_alpha": Attr("float", 0.01, doc="leaky_relu's slope, in (0, 1]")},
+           "act_max": Attr("float", 6.0), "act_alpha": Attr("float", 0.01, doc="leaky_relu's slope, in (0, 1]"),
+           "pack_b": Attr("bool", False, doc="B (and C) are consts the CPU backend repacks into 16-column "
+                          "panels at compile time (set by select_layout)")},
     infer=_gemm_infer, reference=_gemm_ref, cost=_gemm_cost, show=("trans_b",), grad=_gemm_grad,
     doc="act(alpha * op(A) @ op(B) + beta * C), op transposing when trans_a / trans_b",
 ))

@@ -42,14 +42,16 @@ plain_only = plain_only_for("cpu", "numba has no float16 on the cpu")
 JOB_DECORATOR = "@njit(cache=True, nogil=True, fastmath={fastmath}, error_model='numpy', boundscheck=False)"
 
 
-def parallel_jobs(args: str, jobs: int, body: Sequence[str], fastmath: bool = True) -> str:
+def parallel_jobs(args: str, jobs: int, body: Sequence[str], fastmath: bool = True, serial: bool = False) -> str:
     """A kernel whose `jobs` independent jobs run in parallel: the job body (lines indented for
     `for job in ...:`) becomes a serial function, and KERNEL a prange that calls it. numba's
     parallel analysis then sees one call instead of the whole body, which cut a conv kernel's
     compile time from 6.4 s to about 2 s here. `job` is passed as an int64: the prange index is
     typed differently when the kernel is typed and when its parfor is lowered, and numba then
-    compiled the job function twice (a strided flat-grid input gradient: 20.6 s -> 11.7 s)."""
+    compiled the job function twice (a strided flat-grid input gradient: 20.6 s -> 11.7 s).
+    `serial`: a plain range, for work too small to pay for a parallel launch (compile the kernel
+    without parallel=True then)."""
     inner = [line.removeprefix("    ") for line in body]
     return "\n".join([JOB_DECORATOR.format(fastmath=fastmath), f"def KERNEL_job({args}, job):", *inner, "",
-                      "", f"def KERNEL({args}):", f"    for job in prange({jobs}):",
+                      "", f"def KERNEL({args}):", f"    for job in {'range' if serial else 'prange'}({jobs}):",
                       f"        KERNEL_job({args}, np.int64(job))"]) + "\n"

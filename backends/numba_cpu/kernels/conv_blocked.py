@@ -111,7 +111,7 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
         out += [f"{inner}a{t}_{r} = vfma(xv, w{t}, a{t}_{r})" for t in range(T)]
     tail = []
     for r in range(count):
-        lines = _epilogue(p, [(f"a{t}_{r}", f"yo{t} + {r * 16}") for t in range(T)])
+        lines = vector_epilogue(p, [(f"a{t}_{r}", f"yo{t} + {r * 16}") for t in range(T)])
         tail += lines
     if tail and p["CBIN"]:
         out += [f"{ind}{line}" for line in tail]
@@ -122,7 +122,7 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
     return out
 
 
-def _epilogue(p: dict, accs: list[tuple[str, str]]) -> list[str]:
+def vector_epilogue(p: dict, accs: list[tuple[str, str]]) -> list[str]:
     """Residual add and activation on accumulators (name, flat output index), after the last block."""
     lines = []
     for acc, idx in accs:
@@ -222,7 +222,7 @@ def depthwise_blocked(node: Node, ins: list[TensorType], outs: list[TensorType])
                     f"{ind}        if 0 <= iw < {w}:",
                     f"{ind}            a{r} = vfma(vload(x, ((nb * {h} + ih) * {w} + iw) * 16), wv, a{r})"]
         idx = [f"((nb * {oh} + oh) * {ow} + {first} + {r}) * 16" for r in range(count)]
-        out += [f"{ind}{line}" for line in _epilogue(ep, [(f"a{r}", idx[r]) for r in range(count)])]
+        out += [f"{ind}{line}" for line in vector_epilogue(ep, [(f"a{r}", idx[r]) for r in range(count)])]
         out += [f"{ind}vstore(y, {idx[r]}, a{r})" for r in range(count)]
         return out
 

@@ -5,7 +5,15 @@ operand's batch offset computed from literal strides (0 along broadcast axes). A
 right operand is broadcast over every batch axis (x[B, M, K] @ w[K, N]) folds its batch into M
 and runs as one product.
 
-The product is `np.dot` on reshaped 2-D views of the flat arguments (BLAS, through scipy's
+A gemm whose B is a const that select_layout marked `pack_b` (a linear layer's weights) runs on
+kiln's own micro-kernel, the convolutions' (conv_blocked.py) with a 1x1 window: B is repacked
+at compile time into 16-column panels [N/16, K, 16] (the last one zero-padded), C and beta into
+one padded row; a job is R rows x T panels, whose T x R f32x16 accumulators stay in registers
+through the K loop (per k: T panel loads, R broadcasts of A, T x R fused multiply-adds). alpha,
+C and the activation are applied to the registers; a padded panel's real lanes are stored one
+by one.
+
+Every other product is `np.dot` on reshaped 2-D views of the flat arguments (BLAS, through scipy's
 bindings), writing straight into the output's view; transposed gemm operands are `.T` views, which
 BLAS reads without a copy. kiln keeps that BLAS single-threaded (its idle threads spinning beside
 numba's stalled the kernels after it), so a large unbatched product is split by rows over a
@@ -19,10 +27,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from ....ir import Node, TensorType
+from ....ir.errors import UnsupportedError
 from ....ir.ops.elementwise import broadcast_shape
+from ....ir.ops.matmul import panels_apply
+from ....ir.verify import node_label
+from ...lowering import KernelSource
 from ...templating import epilogue_act
-from .common import KernelSource, broadcast_strides, collapse, lit, nested_loops, plain_only, strides
+from .common import broadcast_strides, collapse, lit, nested_loops, parallel_jobs, plain_only, strides
+from .conv_blocked import STRIP, strip_width, vector_epilogue
 
 
 @dataclass(frozen=True)
@@ -86,7 +101,102 @@ def _product(p: Product, args: str, epilogue: Sequence[str] = ()) -> tuple[str, 
     return f"def KERNEL({args}):\n" + "\n".join([*_blas(p), *epilogue]) + "\n", note
 
 
+SERIAL_MACS = 1 << 17  # smaller products run on one thread: a parallel launch costs more
+
+
+def _panel_tile(p: dict, t_count: int, rows: int, partial: bool, ind: str) -> list[str]:
+    """One job's code: `rows` rows from m0 x `t_count` panels from nb (the last one padded when
+    `partial`), accumulated in registers over K, then the epilogue and the stores."""
+    m, n, k = p["M"], p["N"], p["K"]
+    x_at = (lambda r: f"x[kk * {m} + m0 + {r}]") if p["TA"] else (lambda r: f"x[(m0 + {r}) * {k} + kk]")
+    out = [f"{ind}a{t}_{r} = vzero()" for t in range(t_count) for r in range(rows)]
+    out += [f"{ind}wo = nb * {k * 16}", f"{ind}for kk in range({k}):"]
+    out += [f"{ind}    w{t} = vload(bp, wo + kk * 16 + {t * k * 16})" for t in range(t_count)]
+    for r in range(rows):
+        out.append(f"{ind}    xv = vsplat({x_at(r)})")
+        out += [f"{ind}    a{t}_{r} = vfma(xv, w{t}, a{t}_{r})" for t in range(t_count)]
+    for t in range(t_count):
+        for r in range(rows):
+            acc = f"a{t}_{r}"
+            if p["SCALE"] != 1.0:
+                out.append(f"{ind}{acc} = vmul({acc}, vsplat(np.float32({p['SCALE']!r})))")
+            if p["C"]:
+                out.append(f"{ind}{acc} = vadd({acc}, vload(cp, (nb + {t}) * 16))")
+            out += [ind + line for line in vector_epilogue(p, [(acc, "")])]
+            if partial and t == t_count - 1:
+                out += [f"{ind}for j in range({n % 16}):",
+                        f"{ind}    y[(m0 + {r}) * {n} + (nb + {t}) * 16 + j] = vlane({acc}, j)"]
+            else:
+                out.append(f"{ind}vstore(y, (m0 + {r}) * {n} + (nb + {t}) * 16, {acc})")
+    return out
+
+
+def gemm_panels(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    a = node.attrs
+    m, n = outs[0].shape
+    k = ins[0].shape[0] if a["trans_a"] else ins[0].shape[1]
+    panels, part = -(-n // 16), n % 16
+    # panels per job: when a strip of registers holds every row, the widest such (B is read once:
+    # small batches are bound by reading it); otherwise the most accumulators (T panels x R rows)
+    fits = [t for t in (4, 2, 1) if t <= panels and m <= STRIP[t]]
+    t = fits[0] if fits else max((t for t in (4, 2, 1) if t <= panels), key=lambda t: t * STRIP[t])
+    r = strip_width(m, STRIP[t])
+    strips, row_tail = divmod(m, r)
+    groups = -(-panels // t)
+    last = panels - (groups - 1) * t  # panels in the last group, whose last one is padded when `part`
+    p = dict(M=m, N=n, K=k, TA=a["trans_a"], SCALE=a["alpha"], C=len(ins) > 2, RES=False, ACT=a["act"],
+             ALO=a["act_min"], AHI=a["act_max"], ALPHA=a["act_alpha"])  # the names vector_epilogue reads
+
+    def rows_split(t_count: int, partial: bool, ind: str) -> list[str]:
+        if not row_tail:
+            return _panel_tile(p, t_count, r, partial, ind)
+        if not strips:
+            return _panel_tile(p, t_count, row_tail, partial, ind)
+        return [f"{ind}if s < {strips}:", *_panel_tile(p, t_count, r, partial, ind + "    "),
+                f"{ind}else:", *_panel_tile(p, t_count, row_tail, partial, ind + "    ")]
+
+    lines = [f"        g = job % {groups}", f"        s = job // {groups}", f"        m0 = s * {r}",
+             f"        nb = g * {t}"]
+    if last == t and not part:
+        lines += rows_split(t, False, " " * 8)
+    elif groups == 1:
+        lines += rows_split(last, bool(part), " " * 8)
+    else:
+        lines += [f"        if g < {groups - 1}:", *rows_split(t, False, " " * 12),
+                  "        else:", *rows_split(last, bool(part), " " * 12)]
+    jobs = (strips + (row_tail > 0)) * groups
+    out_name = node.outputs[0].name
+    bname, cname = f"{out_name}.b16", f"{out_name}.c16"
+    b_in, c_in = node.inputs[1], node.inputs[2] if len(ins) > 2 else None
+
+    def packed_b(params):
+        if b_in not in params:
+            raise UnsupportedError(f"{node_label(node)}: pack_b needs B ({b_in!r}) to be a const, "
+                                   "and it is computed at run time")
+        b = params[b_in].T if a["trans_b"] else params[b_in]  # K x N
+        pad = np.zeros((k, panels * 16), np.float32)
+        pad[:, :n] = b
+        return pad.reshape(k, panels, 16).transpose(1, 0, 2)
+
+    def packed_c(params):
+        if c_in not in params:
+            raise UnsupportedError(f"{node_label(node)}: pack_b needs C ({c_in!r}) to be a const")
+        c = np.zeros(panels * 16, np.float32)
+        c[:n] = np.float32(a["beta"]) * params[c_in].reshape(-1)
+        return c
+
+    args = (node.inputs[0], bname, *((cname,) if c_in else ()), out_name)
+    serial = m * n * k < SERIAL_MACS
+    body = parallel_jobs(f"x, bp, {'cp, ' if c_in else ''}y", jobs, lines, serial=serial)
+    note = (f"gemm {m}x{k} @ {k}x{n}, kiln micro-kernel: B in {panels} 16-column panels, "
+            f"{t} panel(s) x {r} row(s) in registers" + (f", fused {a['act']}" if a["act"] else ""))
+    packed = {bname: packed_b, **({cname: packed_c} if c_in else {})}
+    return KernelSource(body, args, note, parallel=not serial, fastmath=True, packed=packed)
+
+
 def gemm(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    if node.attrs["pack_b"] and panels_apply(node.attrs, ins):
+        return gemm_panels(node, ins, outs)
     a, y = node.attrs, outs[0]
     m, n = y.shape
     k = ins[0].shape[0] if a["trans_a"] else ins[0].shape[1]
