@@ -41,6 +41,7 @@ class KernelSource:
     packed: Mapping[str, np.ndarray | Callable] = field(default_factory=dict)
     scratch: tuple[tuple[str, int], ...] = ()  # (dtype, elements) work buffers, appended to args
     grid: tuple = ()  # GPU launch configuration (blocks, threads per block), each an int or a tuple
+    jobs: int = 0  # a job kernel: the body is KERNEL_job(<args>, job), run for job in range(jobs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ class Kernel:
     fastmath: bool
     note: str
     nodes: tuple[str, ...]  # the nodes launching it
+    jobs: int = 0  # > 0: a job kernel (KernelSource.jobs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +160,14 @@ def lower(g: Graph, templates: Mapping[str, Template], target: str) -> Program:
         args = (*src.args, *scratch)
         dtypes = tuple(dtype_of(params[a]) if a in params else
                        scratch_sizes[a][0] if a in scratch_sizes else types[a].type.dtype for a in args)
-        name = kernel_name(op, src.body, dtypes, (src.parallel, src.fastmath))
+        name = kernel_name(op, src.body, dtypes, (src.parallel, src.fastmath, src.jobs))
         label = node_label(n)
         if name in kernels:
             k = kernels[name]
             kernels[name] = replace(k, nodes=(*k.nodes, label))
         else:
             kernels[name] = Kernel(name, src.body.replace("KERNEL", name), dtypes, src.parallel,
-                                   src.fastmath, src.note, (label,))
+                                   src.fastmath, src.note, (label,), src.jobs)
         cost = get_op(n.op).cost(in_types, [v.type for v in n.outputs], n.attrs)
         launches.append(Launch(name, args, label, cost.flops, src.grid))
     for sname, (dt, numel) in scratch_sizes.items():

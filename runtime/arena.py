@@ -3,6 +3,9 @@
 The compiled driver runs every kernel with no Python in between. Graph inputs are read in place
 from the caller's arrays (never written), and graph outputs are written into fresh arrays that
 are returned, so outputs never alias the arena. Nothing is allocated per call but the outputs.
+Job kernels are called by address (see backends/numba_cpu/launch.py): their table of array
+addresses is filled once here, and only the rows naming graph inputs or outputs are rewritten
+per call.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..backends.numba_cpu.codegen import job_launches
+from ..backends.numba_cpu.launch import argv_for, launch_parallel, launch_serial
 from ..ir.types import DTYPES
 
 
@@ -25,6 +30,24 @@ class ArenaRunner:
                           else compiled.weights[a.split("_", 1)[1]] for a in compiled.driver_args
                           if a.startswith(("arena_", "weights_"))]
         self.external: dict[str, np.ndarray] = {}
+        self._job_table(job_launches(p))
+
+    def _job_table(self, launches) -> None:
+        """The driver's job table: callback addresses, and per launch (address, size) of each
+        array; entries for graph inputs and outputs are filled per call (`_ext_entries`)."""
+        self._ext_entries: list[tuple[int, int, str]] = []
+        if not launches:
+            return
+        self.job_fns = np.array([self.c.kernels[launch.kernel].address for launch in launches], np.int64)
+        self.job_argv = np.zeros((len(launches), 2 * max(len(launch.args) for launch in launches)), np.int64)
+        for i, launch in enumerate(launches):
+            for j, name in enumerate(launch.args):
+                if name in self.c.program.external:
+                    self._ext_entries.append((i, 2 * j, name))
+                else:
+                    a = self.view(name)
+                    self.job_argv[i, 2 * j], self.job_argv[i, 2 * j + 1] = a.ctypes.data, a.size
+        self.base_args += [self.job_fns, self.job_argv]
 
     def view(self, name: str) -> np.ndarray:
         """The flat array a value lives in: the caller's input or output array, its arena slot,
@@ -50,6 +73,8 @@ class ArenaRunner:
         for o in self.c.program.external[len(g.inputs):]:
             ext[o] = np.empty(g.type_of(o).numel, g.type_of(o).np_dtype)
         self.external = ext
+        for i, j, name in self._ext_entries:
+            self.job_argv[i, j], self.job_argv[i, j + 1] = ext[name].ctypes.data, ext[name].size
 
     def _outputs(self) -> list[np.ndarray]:
         g = self.c.program.graph
@@ -77,8 +102,10 @@ class ArenaRunner:
         self._bind(feeds)
         rows = []
         for launch in self.c.program.launches:
-            fn = self.c.kernels[launch.kernel]
-            args = [self.view(a) for a in launch.args]
+            fn, args = self.c.kernels[launch.kernel], [self.view(a) for a in launch.args]
+            k = self.c.program.kernels[launch.kernel]
+            if k.jobs:
+                fn, args = (launch_parallel if k.parallel else launch_serial), (fn.address, argv_for(args), k.jobs)
             best = float("inf")
             for _ in range(repeat):
                 t0 = time.perf_counter()

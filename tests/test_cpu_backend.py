@@ -333,3 +333,29 @@ def test_sigmoid_epilogue_on_every_conv_kernel_and_gemm():
     assert not [n.name for n in exe.graph.nodes if n.op == "sigmoid"]
     assert [n.attrs["act"] for n in exe.graph.nodes if n.op in ("conv2d", "gemm")] == ["sigmoid"] * 6
     assert any(n.startswith("direct NCHW16c") and n.endswith("fused sigmoid") for n in notes(exe)), notes(exe)
+
+
+def test_job_kernels_run_through_the_shared_launcher():
+    """Convs and gemms are job kernels: compiled serially (no prange of their own), called by
+    address from the driver, which links none of them. The graph input (read in place by the
+    first conv) and output (written by the gemm) change every call: the job table must follow."""
+    b = kiln.Builder("jobs", seed=4)
+    x = b.input("input", (2, 16, 6, 6))
+    y = b.relu(b.conv2d(x, 16, kernel=3, pads=1, name="conv"))
+    g = b.build(b.linear(b.flatten(y), 5, name="fc"))
+    exe = kiln.compile(g, target="cpu")
+    c = exe.compiled
+    jobs = [k for k in c.program.kernels.values() if k.jobs]
+    assert {k.name.split("_")[1] for k in jobs} == {"conv2d", "gemm"}, [k.note for k in jobs]
+    for k in jobs:
+        assert "@cfunc(" in c.sources[k.name] and "prange(" not in c.sources[k.name]
+    driver = next(src for name, src in c.sources.items() if name.startswith("kiln_run_"))
+    assert all(f"import {k.name}" not in driver for k in jobs) and "launch_parallel(job_fns[0]" in driver
+    rng = np.random.default_rng(0)
+    outs = []
+    for _ in range(3):
+        f = {"input": rng.standard_normal((2, 16, 6, 6)).astype(np.float32)}
+        got = exe.run(f)[0]
+        np.testing.assert_allclose(got, kiln.interpret(g, f)[0], rtol=RTOL, atol=ATOL)
+        outs.append(got)
+    assert not np.shares_memory(outs[0], outs[1])

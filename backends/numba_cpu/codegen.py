@@ -18,11 +18,13 @@ import llvmlite
 import numba
 
 from ..lowering import Kernel, Program, Slot
+from ..templating import NP_NAMES
 
 HEADER = """\
 import math
 import numpy as np
-from numba import njit, prange
+from numba import carray, cfunc, njit, prange, types
+from kiln.backends.numba_cpu.launch import address_as_voidptr, launch_parallel, launch_serial
 from kiln.backends.numba_cpu.simd import vadd, vfma, vlane, vload, vmax, vmin, vmul, vsigmoid, vsplat, vstore, vsum, vzero
 """
 
@@ -46,10 +48,31 @@ def signature(dtypes) -> str:
 
 
 def kernel_source(k: Kernel) -> str:
+    if k.jobs:
+        return _job_kernel_source(k)
     deco = (f"@njit({signature(k.arg_dtypes)!r}, cache=True, nogil=True, parallel={k.parallel}, "
             f"fastmath={k.fastmath}, error_model='numpy', boundscheck=False)")
     body = k.body.rstrip().replace(f"def {k.name}(", f"{deco}\ndef {k.name}(", 1)
     return f"# kiln kernel: {k.note}\n{HEADER}\n\n{body}\n"
+
+
+JOB_SIGNATURE = "types.void(types.CPointer(types.int64), types.int64)"
+
+
+def _job_kernel_source(k: Kernel) -> str:
+    """A job kernel: its serial job function, and a C callback `void name(int64 *argv, int64 job)`
+    (argv: address and element count of each array) that the launcher calls by address."""
+    opts = f"cache=True, nogil=True, fastmath={k.fastmath}, error_model='numpy', boundscheck=False"
+    body = k.body.rstrip().replace(f"def {k.name}_job(", f"@njit({opts})\ndef {k.name}_job(", 1)
+    head = k.body[k.body.index(f"def {k.name}_job("):]
+    names = [a.strip() for a in head[head.index("(") + 1:head.index(")")].split(",")][:-1]  # less `job`
+    callback = [f"@cfunc({JOB_SIGNATURE}, {opts})", f"def {k.name}(argv, job):"]
+    callback += [f"    {a} = carray(address_as_voidptr(argv[{2 * i}]), (argv[{2 * i + 1}],), {NP_NAMES[d]})"
+                 for i, (a, d) in enumerate(zip(names, k.arg_dtypes, strict=True))]
+    callback.append(f"    {k.name}_job({', '.join(names)}, job)")
+    jobs = f"{k.jobs} jobs, {'in parallel' if k.parallel else 'serially'}"
+    return f"# kiln kernel: {k.note}\n# {jobs} through the shared launcher\n{HEADER}\n\n{body}\n\n\n" + \
+        "\n".join(callback) + "\n"
 
 
 def _write(path: Path, text: str) -> None:
@@ -78,6 +101,12 @@ def load(name: str):
 
 
 # -- the driver: the whole launch list in one compiled function -------------------------------------
+def job_launches(p: Program) -> list:
+    """The launches of job kernels, in order: row i of the driver's job table is the i-th."""
+    return [launch for launch in p.launches if p.kernels[launch.kernel].jobs]
+
+
+
 def _view(arena: str, s: Slot) -> str:
     return f"{arena}[{s.offset}:{s.offset + s.size}]"
 
@@ -89,9 +118,13 @@ def driver_source(p: Program, param_slots: dict[str, Slot], name: str) -> tuple[
     arena_args = [f"arena_{d}" for d in sorted(p.arena_sizes)]
     weight_args = sorted({f"weights_{s.dtype}" for s in param_slots.values()})
     ext = {v: f"x{i}" for i, v in enumerate(p.external)}
-    args = arena_args + weight_args + list(ext.values())
+    jobs = job_launches(p)
+    job_args = ["job_fns", "job_argv"] if jobs else []
+    args = arena_args + weight_args + job_args + list(ext.values())
     types = p.graph.values
-    dtypes = [a.split("_", 1)[1] for a in arena_args + weight_args] + [types[v].type.dtype for v in ext]
+    fixed = [f"{NUMBA_TYPES[a.split('_', 1)[1]]}[::1]" for a in arena_args + weight_args]
+    table = ["int64[::1]", "int64[:, ::1]"] if jobs else []
+    sig = "void(" + ", ".join([*fixed, *table, *(f"{NUMBA_TYPES[types[v].type.dtype]}[::1]" for v in ext)]) + ")"
 
     def ref(value: str) -> str:
         if value in ext:
@@ -101,12 +134,20 @@ def driver_source(p: Program, param_slots: dict[str, Slot], name: str) -> tuple[
         s = param_slots[value]
         return _view(f"weights_{s.dtype}", s)
 
-    imports = [f"from {k} import {k}" for k in sorted({launch.kernel for launch in p.launches})]
+    imports = [f"from {k} import {k}" for k in sorted({launch.kernel for launch in p.launches})
+               if not p.kernels[k].jobs]
     lines = [f"# kiln driver for graph {p.graph.name!r}: {len(p.launches)} launches", HEADER, *imports, "",
-             f"@njit({signature(dtypes)!r}, cache=True, nogil=True)",
+             f"@njit({sig!r}, cache=True, nogil=True)",
              f"def {name}({', '.join(args)}):"]
+    row = {id(launch): i for i, launch in enumerate(jobs)}
     for launch in p.launches:
-        lines.append(f"    {launch.kernel}({', '.join(ref(a) for a in launch.args)})  # {launch.node}")
+        k = p.kernels[launch.kernel]
+        if k.jobs:
+            launcher = "launch_parallel" if k.parallel else "launch_serial"
+            i = row[id(launch)]
+            lines.append(f"    {launcher}(job_fns[{i}], job_argv[{i}], {k.jobs})  # {launch.node}: {launch.kernel}")
+        else:
+            lines.append(f"    {launch.kernel}({', '.join(ref(a) for a in launch.args)})  # {launch.node}")
     if not p.launches:
         lines.append("    pass")
     return "\n".join(lines) + "\n", args

@@ -42,16 +42,22 @@ plain_only = plain_only_for("cpu", "numba has no float16 on the cpu")
 JOB_DECORATOR = "@njit(cache=True, nogil=True, fastmath={fastmath}, error_model='numpy', boundscheck=False)"
 
 
-def parallel_jobs(args: str, jobs: int, body: Sequence[str], fastmath: bool = True, serial: bool = False) -> str:
-    """A kernel whose `jobs` independent jobs run in parallel: the job body (lines indented for
-    `for job in ...:`) becomes a serial function, and KERNEL a prange that calls it. numba's
-    parallel analysis then sees one call instead of the whole body, which cut a conv kernel's
-    compile time from 6.4 s to about 2 s here. `job` is passed as an int64: the prange index is
+def job_function(args: str, body: Sequence[str]) -> str:
+    """The source of a job kernel (KernelSource.jobs > 0): `def KERNEL_job(<args>, job)`, the
+    job body given as lines indented for `for job in ...:`. The backend compiles it serially and
+    runs its jobs through the shared launcher (launch.py), in parallel when the kernel is."""
+    return "\n".join([f"def KERNEL_job({args}, job):", *(line.removeprefix("    ") for line in body)]) + "\n"
+
+
+def parallel_jobs(args: str, jobs: int, body: Sequence[str], fastmath: bool = True) -> str:
+    """A kernel that runs `jobs` jobs in a prange of its own and then more code of its own
+    (append it to the returned source, indented for KERNEL's body): the job body becomes a
+    serial function, so numba's parallel analysis sees one call instead of the whole body
+    (a conv kernel's compile: 6.4 s -> 2 s). `job` is passed as an int64: the prange index is
     typed differently when the kernel is typed and when its parfor is lowered, and numba then
-    compiled the job function twice (a strided flat-grid input gradient: 20.6 s -> 11.7 s).
-    `serial`: a plain range, for work too small to pay for a parallel launch (compile the kernel
-    without parallel=True then)."""
+    compiled the job function twice. A kernel that is only its jobs is a job kernel instead
+    (job_function), which needs no parallel compile at all."""
     inner = [line.removeprefix("    ") for line in body]
     return "\n".join([JOB_DECORATOR.format(fastmath=fastmath), f"def KERNEL_job({args}, job):", *inner, "",
-                      "", f"def KERNEL({args}):", f"    for job in {'range' if serial else 'prange'}({jobs}):",
+                      "", f"def KERNEL({args}):", f"    for job in prange({jobs}):",
                       f"        KERNEL_job({args}, np.int64(job))"]) + "\n"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....ir import Node, TensorType
-from .common import KernelSource, parallel_jobs
+from .common import KernelSource, job_function
 
 STRIP = {4: 6, 2: 12, 1: 14}
 L1_WEIGHTS = 32 * 1024  # a job's weights up to this many bytes: loop over input blocks inside the strip
@@ -175,7 +175,7 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
     b_in = node.inputs[2] if has_bias else None
     args = (node.inputs[0], wname, bname, *((node.inputs[3],) if p["RES"] else ()), out_name, ZEROS)
     params = f"x, w, b, {'r, ' if p['RES'] else ''}y, z"
-    body = parallel_jobs(params, p["N"] * (p["MB"] // T) * p["OH"], lines)
+    body = job_function(params, lines)
     if p["RES"] or p["ACT"]:
         note += f", fused {'residual add + ' if p['RES'] else ''}{p['ACT'] or 'no activation'}"
 
@@ -185,7 +185,7 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
     def packed_b(params):
         return params[b_in] if has_bias else np.zeros(p["M"], np.float32)
 
-    return KernelSource(body, args, note, parallel=True, fastmath=True,
+    return KernelSource(body, args, note, parallel=True, fastmath=True, jobs=p["N"] * (p["MB"] // T) * p["OH"],
                         packed={wname: packed_w, bname: packed_b, ZEROS: np.zeros(16, np.float32)})
 
 
@@ -237,7 +237,6 @@ def depthwise_blocked(node: Node, ins: list[TensorType], outs: list[TensorType])
     if tail:
         lines += strip(str(full * r_max), tail, " " * 8)
     args = (node.inputs[0], wname, bname, *((node.inputs[3],) if ep["RES"] else ()), out_name)
-    body = parallel_jobs(f"x, w, b, {'r, ' if ep['RES'] else ''}y", n * cb * oh, lines)
-    return KernelSource(body, args,
-                        f"depthwise {kh}x{kw}/{sh} NCHW16c, 16 channels per vector, {r_max} pixels",
-                        parallel=True, fastmath=True, packed={wname: packed_w, bname: packed_b})
+    body = job_function(f"x, w, b, {'r, ' if ep['RES'] else ''}y", lines)
+    return KernelSource(body, args, f"depthwise {kh}x{kw}/{sh} NCHW16c, 16 channels per vector, {r_max} pixels",
+                        parallel=True, fastmath=True, packed={wname: packed_w, bname: packed_b}, jobs=n * cb * oh)

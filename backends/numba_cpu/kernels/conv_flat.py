@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from ....ir import Node
 from ...templating import epilogue_act
-from .common import KernelSource, parallel_jobs
+from .common import KernelSource, job_function, parallel_jobs
 from .flat_grid import batch_head, fill, fill_input, grid, row_offset, span, tap_offset
 from .im2col import depthwise
 
@@ -172,9 +172,9 @@ def flat_conv(f: dict, args: tuple[str, ...], params: str, note: str, body_lines
     """A forward-shaped kernel over plan `f`: per batch, the grid fill, then `body_lines` (tiles
     and copy-outs)."""
     lines = batch_head(f, [f"        yo = job * {f['YC'] * f['Q16']}"]) + fill_input(f) + body_lines
-    body = parallel_jobs(params, f["J"], lines)
     scratch = (("f32", f["J"] * f["XC"] * f["SS"] * f["XS"]), ("f32", f["J"] * f["YC"] * f["Q16"]))
-    return KernelSource(body, args, note, parallel=True, fastmath=True, scratch=scratch)
+    return KernelSource(job_function(params, lines), args, note, parallel=True, fastmath=True, scratch=scratch,
+                        jobs=f["J"])
 
 
 def _note(f: dict, what: str) -> str:

@@ -36,7 +36,7 @@ from ....ir.ops.matmul import panels_apply
 from ....ir.verify import node_label
 from ...lowering import KernelSource
 from ...templating import epilogue_act
-from .common import broadcast_strides, collapse, lit, nested_loops, parallel_jobs, plain_only, strides
+from .common import broadcast_strides, collapse, job_function, lit, nested_loops, plain_only, strides
 from .conv_blocked import STRIP, strip_width, vector_epilogue
 
 
@@ -187,11 +187,11 @@ def gemm_panels(node: Node, ins: list[TensorType], outs: list[TensorType]) -> Ke
 
     args = (node.inputs[0], bname, *((cname,) if c_in else ()), out_name)
     serial = m * n * k < SERIAL_MACS
-    body = parallel_jobs(f"x, bp, {'cp, ' if c_in else ''}y", jobs, lines, serial=serial)
+    body = job_function(f"x, bp, {'cp, ' if c_in else ''}y", lines)
     note = (f"gemm {m}x{k} @ {k}x{n}, kiln micro-kernel: B in {panels} 16-column panels, "
             f"{t} panel(s) x {r} row(s) in registers" + (f", fused {a['act']}" if a["act"] else ""))
     packed = {bname: packed_b, **({cname: packed_c} if c_in else {})}
-    return KernelSource(body, args, note, parallel=not serial, fastmath=True, packed=packed)
+    return KernelSource(body, args, note, parallel=not serial, fastmath=True, packed=packed, jobs=jobs)
 
 
 def gemm(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
