@@ -177,16 +177,26 @@ def test_zoo_models_on_cpu():
 
 
 def test_second_process_compiles_nothing(tmp_path):
-    code = ("import kiln, numpy as np; exe = kiln.compile(kiln.models.lenet5(batch=2), target='cpu'); "
-            "print(exe.compiled.compiled_kernels)")
+    """...and runs what it loads: a model of job kernels only, loaded whole from the cache into
+    a process that compiles nothing (so no prange of its own starts numba's threads)."""
+    code = ("import kiln, numpy as np\n"
+            "b = kiln.Builder('jobs', seed=4)\n"
+            "y = b.relu(b.conv2d(b.input('input', (2, 16, 6, 6)), 16, kernel=3, pads=1, name='conv'))\n"
+            "g = b.build(b.linear(b.flatten(y), 5, name='fc'))\n"
+            "exe = kiln.compile(g, target='cpu')\n"
+            "f = {'input': np.random.default_rng(0).standard_normal((2, 16, 6, 6)).astype(np.float32)}\n"
+            "err = float(np.abs(exe.run(f)[0] - kiln.interpret(g, f)[0]).max())\n"
+            "print(err, exe.compiled.compiled_kernels)")
     env = {"KILN_CACHE_DIR": str(tmp_path)}
     import os
 
-    env = {**os.environ, **env}
+    env = {k: v for k, v in {**os.environ, **env}.items() if k != "NUMBA_ENABLE_CUDASIM"}  # the simulator
+    # starts numba's threads on import, which would hide a launcher that does not
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert int(first.stdout.split()[-1]) > 0
     assert int(second.stdout.split()[-1]) == 0
+    assert float(first.stdout.split()[-2]) < 1e-4 and float(second.stdout.split()[-2]) < 1e-4
 
 
 def test_profile_reports_every_launch():

@@ -16,6 +16,7 @@ stays small too.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -48,6 +49,12 @@ def address_as_voidptr(typingctx, addr):
         return builder.inttoptr(args[0], cgutils.voidptr_t)
 
     return types.voidptr(types.int64), codegen
+
+
+# numba starts its threading layer when it compiles a prange, not when it loads one from its cache;
+# launch_parallel loaded from the cache into a process that has compiled no prange would call an
+# unresolved symbol (allocate_sched). Start it now.
+numba.get_num_threads()
 
 
 @njit(cache=True, nogil=True, parallel=True)
