@@ -17,6 +17,10 @@ import os
 
 os.environ.setdefault("GOMP_SPINCOUNT", "1000000")
 os.environ.setdefault("OMP_PROC_BIND", "true")
+# The binding pins the process's main thread to one core once numba's pool starts, and child
+# processes inherit that: the kernel compile workers would share one core. They are given back
+# the CPUs this process had before (read now, before the pool starts).
+CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 
 from .build import CompiledProgram, build
 

@@ -16,7 +16,7 @@ import numpy as np
 from ...ir import Graph
 from ...ir.types import DTYPES, dtype_of
 from ..lowering import Program, Slot, lower
-from . import codegen
+from . import CPUS, codegen
 from .kernels import TEMPLATES
 
 
@@ -60,8 +60,11 @@ def _compile_all(names: list[str], workers: int) -> None:
     if len(todo) > 1 and workers > 1:
         path = str(codegen.cache_dir())
         procs = []
+        # the CPUs this process had before OpenMP pinned it to one (see __init__.py)
+        unpin = f"import os, contextlib\nwith contextlib.suppress(OSError):\n    os.sched_setaffinity(0, {CPUS!r})\n" \
+            if CPUS else ""
         for chunk in (todo[i::workers] for i in range(workers)):
-            code = f"import sys; sys.path.insert(0, {path!r})\n" + "".join(f"import {n}\n" for n in chunk)
+            code = unpin + f"import sys; sys.path.insert(0, {path!r})\n" + "".join(f"import {n}\n" for n in chunk)
             procs.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, text=True))
         for proc in procs:
