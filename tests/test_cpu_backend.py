@@ -187,7 +187,7 @@ def test_second_process_compiles_nothing(tmp_path):
             "f = {'input': np.random.default_rng(0).standard_normal((2, 16, 6, 6)).astype(np.float32)}\n"
             "err = float(np.abs(exe.run(f)[0] - kiln.interpret(g, f)[0]).max())\n"
             "print(err, exe.compiled.compiled_kernels)")
-    env = {"KILN_CACHE_DIR": str(tmp_path), "KILN_COST_MODEL": "rules"}  # no measuring runs to start numba's threads
+    env = {"KILN_CACHE_DIR": str(tmp_path)}
     import os
 
     env = {k: v for k, v in {**os.environ, **env}.items() if k != "NUMBA_ENABLE_CUDASIM"}  # the simulator

@@ -18,7 +18,6 @@ from ...ir.types import DTYPES, dtype_of
 from ..lowering import Program, Slot, lower
 from . import CPUS, codegen
 from .kernels import TEMPLATES
-from .launch import start_threads
 
 
 @dataclass
@@ -84,7 +83,6 @@ def build(g: Graph, dump_dir: str | Path | None = None, workers: int | None = No
         codegen.write_module(k.name, sources[k.name])
     fresh = [k for k in p.kernels if not codegen.is_compiled(k)]
     _compile_all(list(p.kernels), workers or min(2, multiprocessing.cpu_count()))
-    start_threads()  # before the driver, which calls the launcher, loads
     text, args = codegen.driver_source(p, param_slots, "DRIVER")
     driver_name = "kiln_run_" + hashlib.sha1(text.encode()).hexdigest()[:12]
     text = text.replace("DRIVER", driver_name)

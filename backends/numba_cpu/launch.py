@@ -3,7 +3,7 @@
 numba compiles a `prange` loop into a gufunc of its own, and that costs 2-4 s per kernel here
 (its parallel-loop analysis and lowering, then LLVM optimising the job body a second time inside
 the gufunc's module): more than half of a conv kernel's compile. So a job kernel (a template
-written with `job_function`) compiles its job function serially and exports it as a C callback
+written with `parallel_jobs`) compiles its job function serially and exports it as a C callback
 with one fixed signature,
 
     void job(int64 *argv, int64 job)
@@ -51,11 +51,10 @@ def address_as_voidptr(typingctx, addr):
     return types.voidptr(types.int64), codegen
 
 
-def start_threads() -> None:
-    """Start numba's threading layer. numba starts it when it compiles a prange, not when it
-    loads one from its cache: launch_parallel loaded from the cache (with a driver that calls it)
-    into a process that has compiled no prange would call an unresolved symbol (allocate_sched)."""
-    numba.get_num_threads()
+# numba starts its threading layer when it compiles a prange, not when it loads one from its cache;
+# launch_parallel loaded from the cache into a process that has compiled no prange would call an
+# unresolved symbol (allocate_sched). Start it now.
+numba.get_num_threads()
 
 
 @njit(cache=True, nogil=True, parallel=True)
