@@ -106,7 +106,6 @@ def job_launches(p: Program) -> list:
     return [launch for launch in p.launches if p.kernels[launch.kernel].jobs]
 
 
-
 def _view(arena: str, s: Slot) -> str:
     return f"{arena}[{s.offset}:{s.offset + s.size}]"
 

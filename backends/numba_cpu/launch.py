@@ -3,7 +3,7 @@
 numba compiles a `prange` loop into a gufunc of its own, and that costs 2-4 s per kernel here
 (its parallel-loop analysis and lowering, then LLVM optimising the job body a second time inside
 the gufunc's module): more than half of a conv kernel's compile. So a job kernel (a template
-written with `parallel_jobs`) compiles its job function serially and exports it as a C callback
+written with `job_function`) compiles its job function serially and exports it as a C callback
 with one fixed signature,
 
     void job(int64 *argv, int64 job)
