@@ -39,6 +39,9 @@ def notes(exe):
     (16, 16, 3, 1, (0, 2, 1, 0), 2, (10, 9)),  # asymmetric pads, dilation
     (16, 48, 5, 3, 2, 1, (12, 13)),      # stride larger than the pads, 3 output blocks
     (3, 16, 7, 2, 3, 1, (17, 15)),       # a ResNet stem on an odd image
+    (256, 64, 1, 1, 0, 1, (8, 12)),      # 1x1 over flat rows of 48 pixels, input blocks in chunks of 4
+    (256, 32, 1, 2, 0, 1, (9, 9)),       # strided 1x1 (rows stay rows), chunks of 4, 2 output blocks
+    (64, 64, 3, 1, 1, 1, (5, 7)),        # 3x3 whose 4 output blocks' weights overflow L1: chunks of 1
 ])
 def test_blocked_conv_matches_reference(cin, cout, k, stride, pads, dil, hw):
     b = kiln.Builder("conv", seed=1)
@@ -48,6 +51,26 @@ def test_blocked_conv_matches_reference(cin, cout, k, stride, pads, dil, hw):
     y = b.conv2d(x, cout, kernel=k, stride=stride, pads=pads, dilation=dil, name="conv")
     exe = check_cpu(b.build(b.sigmoid(b.relu(y))))  # relu fuses into the conv; sigmoid reads plain
     assert any(n.startswith("direct NCHW16c") for n in notes(exe))
+
+
+def test_chunked_flat_1x1_conv_with_fused_residual():
+    """A bottleneck's last 1x1 conv: pixels as flat rows, input blocks in chunks, the residual
+    add and relu applied once, after the last chunk."""
+    b = kiln.Builder("bottleneck", seed=3)
+    x = b.input("input", (2, 256, 7, 7))
+    h = b.relu(b.conv2d(x, 256, kernel=1, name="pre"))
+    y = b.relu(b.add(b.conv2d(h, 256, kernel=1, name="last"), h))
+    exe = check_cpu(b.build(b.sigmoid(y)))
+    note = next(n for n in notes(exe) if "residual" in n)
+    assert "rows of 49" in note and "chunks of 4" in note, note
+
+
+@pytest.mark.parametrize("hw, want", [(49, 49), (3136, 196), (784, 196), (96, 48), (35, 35), (97, 97)])
+def test_flat_row_width(hw, want):
+    """The flat row: a divisor of the pixel count in [48, 256] whose strips of up to 6 waste
+    least, the narrower of equals (or the whole image when none divides it)."""
+    from kiln.backends.numba_cpu.kernels.conv_blocked import flat_row
+    assert flat_row(hw, 6) == want
 
 
 @pytest.mark.parametrize("pool", ["max", "avg_pad", "avg_nopad", "global_avg", "global_max", "bn"])

@@ -22,9 +22,10 @@ import numpy as np
 from ....ir import Node, TensorType
 from .common import KernelSource, job_function
 
-STRIP = {4: 6, 2: 12, 1: 14}
+STRIP = {4: 6, 2: 12, 1: 14}  # output blocks per job -> pixels per strip (fits 32 registers)
 L1_WEIGHTS = 32 * 1024  # a job's weights up to this many bytes: loop over input blocks inside the strip
-ZEROS = "kiln.zeros16"  # the vector border pixels read: one const shared by every conv  # output blocks per job -> pixels per strip (fits 32 registers)
+L1_CHUNK = 16 * 1024  # else the input blocks go in chunks of up to this many bytes of weights
+ZEROS = "kiln.zeros16"  # the vector border pixels read: one const shared by every conv
 
 
 def strip_width(ow: int, most: int) -> int:
@@ -34,21 +35,40 @@ def strip_width(ow: int, most: int) -> int:
     return -(-ow // strips)
 
 
+def flat_row(hw: int, most: int) -> int:
+    """Pixels per virtual row when a 1x1 stride-1 conv runs over the image's pixels as one flat
+    sequence: the divisor of H*W in [48, 256] that wastes least in strips of up to `most`."""
+    def waste(p: int) -> float:
+        return 1 - p / (-(-p // strip_width(p, most)) * strip_width(p, most))
+    rows = [p for p in range(48, min(hw, 256) + 1) if hw % p == 0]
+    return min(rows, key=lambda p: (round(waste(p), 3), p)) if rows else hw
+
+
 def _plan(node: Node, ins, outs) -> dict:
     (n, c, h, w), (m, _, kh, kw) = ins[0].shape, ins[1].shape
     (_, _, oh, ow) = outs[0].shape
-    (sh, sw), (dh, dw), (pt, pl, _, _) = node.attrs["stride"], node.attrs["dilation"], node.attrs["pads"]
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = node.attrs["stride"], node.attrs["dilation"], node.attrs["pads"]
     mb = m // 16
     t = next(t for t in (4, 2, 1) if mb % t == 0)
     blocked_in = ins[0].layout == "NCHW16c"
+    flat = (kh, kw, sh, sw, pt, pl, pb, pr) == (1, 1, 1, 1, 0, 0, 0, 0)
+    if flat:  # pixel q of the output reads pixel q of the input: rows of any width will do
+        ow = w = flat_row(h * w, STRIP[t])
+        oh = h = oh * outs[0].shape[3] // ow
+    cb = c // 16 if blocked_in else 1
+    ci = 16 if blocked_in else c
+    per_block = t * kh * kw * ci * 16 * 4  # bytes of weights per input block, for T output blocks
+    # input blocks per chunk: the accumulators stay in registers through a chunk, whose weights
+    # stay in L1 across the row; all of them when they fit
+    cbk = cb if cb * per_block <= L1_WEIGHTS else \
+        max(d for d in range(1, cb + 1) if cb % d == 0 and (d == 1 or d * per_block <= L1_CHUNK))
     # interior columns: every tap of the window inside [0, w)
     lo = -(-pl // sw)
     hi = min(ow - 1, (w - 1 - (kw - 1) * dw + pl) // sw)
     return dict(N=n, C=c, H=h, W=w, M=m, KH=kh, KW=kw, OH=oh, OW=ow, SH=sh, SW=sw, DH=dh, DW=dw, PT=pt,
-                PL=pl, MB=mb, T=t, R=strip_width(ow, STRIP[t]), BIN=blocked_in, CB=c // 16 if blocked_in else 1,
-                CI=16 if blocked_in else c, LO=lo, HI=hi, RES=node.attrs["residual"], ACT=node.attrs["act"],
-                ALO=node.attrs["act_min"], AHI=node.attrs["act_max"], ALPHA=node.attrs["act_alpha"],
-                CBIN=t * (c // 16 if blocked_in else 1) * kh * kw * (16 if blocked_in else c) * 16 * 4 <= L1_WEIGHTS)
+                PL=pl, MB=mb, T=t, R=strip_width(ow, STRIP[t]), BIN=blocked_in, CB=cb, CI=ci, CBK=cbk,
+                LO=lo, HI=hi, RES=node.attrs["residual"], ACT=node.attrs["act"], FLAT=flat,
+                ALO=node.attrs["act_min"], AHI=node.attrs["act_max"], ALPHA=node.attrs["act_alpha"])
 
 
 def pack_weights(w: np.ndarray, blocked_in: bool) -> np.ndarray:
@@ -73,16 +93,16 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
     wblock = p["CB"] * p["KH"] * p["KW"] * p["CI"] * 16  # weights of one output block
     for t in range(T):
         out.append(f"{ind}yo{t} = ((n * {p['MB']} + mb + {t}) * {p['OH']} + oh) * {p['OW'] * 16} + ({first}) * 16")
-    if p["CBIN"]:  # all input blocks inside the strip: accumulators never leave the registers
+    whole = p["CBK"] == p["CB"]
+    if whole:  # all input blocks inside the strip: accumulators never leave the registers
         out += [f"{ind}a{t}_{r} = bias{t}" for t in range(T) for r in range(count)]
-        out.append(f"{ind}for cb in range({p['CB']}):")
-        kin = ind + "    "
-    else:
-        out.append(f"{ind}if cb == 0:")
+    else:  # one chunk of input blocks: start from the bias or from what the last chunk stored
+        out.append(f"{ind}if chunk == 0:")
         out += [f"{ind}    a{t}_{r} = bias{t}" for t in range(T) for r in range(count)]
         out.append(f"{ind}else:")
         out += [f"{ind}    a{t}_{r} = vload(y, yo{t} + {r * 16})" for t in range(T) for r in range(count)]
-        kin = ind
+    out.append(f"{ind}for cb in range({'' if whole else 'chunk, chunk + '}{p['CBK']}):")
+    kin = ind + "    "
     out.append(f"{kin}for kh in range({p['KH']}):")
     out.append(f"{kin}    ih = oh * {p['SH']} + kh * {p['DH']} - {p['PT']}")
     out.append(f"{kin}    if ih < 0 or ih >= {p['H']}:")
@@ -113,10 +133,10 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
     for r in range(count):
         lines = vector_epilogue(p, [(f"a{t}_{r}", f"yo{t} + {r * 16}") for t in range(T)])
         tail += lines
-    if tail and p["CBIN"]:
+    if tail and whole:
         out += [f"{ind}{line}" for line in tail]
     elif tail:
-        out.append(f"{ind}if cb == {p['CB'] - 1}:")
+        out.append(f"{ind}if chunk == {p['CB'] - p['CBK']}:")
         out += [f"{ind}    {line}" for line in tail]
     out += [f"{ind}vstore(y, yo{t} + {r * 16}, a{t}_{r})" for r in range(count) for t in range(T)]
     return out
@@ -148,10 +168,10 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
              f"        mb = (job // {p['OH']}) % {p['MB'] // T} * {T}",
              f"        n = job // {p['OH'] * (p['MB'] // T)}"]
     lines += [f"        bias{t} = vload(b, (mb + {t}) * 16)" for t in range(T)]
-    if p["CBIN"]:
+    if p["CBK"] == p["CB"]:
         ind = "        "
-    else:  # input blocks outermost: one block's weights stay in L1 across the row
-        lines.append(f"        for cb in range({p['CB']}):")
+    else:  # chunks of input blocks outermost: one chunk's weights stay in L1 across the row
+        lines.append(f"        for chunk in range(0, {p['CB']}, {p['CBK']}):")
         ind = "            "
     lo, hi = max(p["LO"], 0), p["HI"]
     if p["BIN"]:  # every strip picks its pixels' sources (zeros outside) before the channel loop:
@@ -171,6 +191,10 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
             lines += _strip(p, str(start + full * R), tail, checked, ind)
     note = (f"direct NCHW16c {'blocked' if p['BIN'] else 'plain'} input, {T} output blocks x {R} pixels "
             f"in registers, {p['KH']}x{p['KW']}/{p['SH']}")
+    if p["FLAT"]:
+        note += f", pixels as rows of {p['OW']}"
+    if p["CBK"] < p["CB"]:
+        note += f", input blocks in chunks of {p['CBK']}"
     w_in, has_bias = node.inputs[1], len(node.inputs) > 2
     b_in = node.inputs[2] if has_bias else None
     args = (node.inputs[0], wname, bname, *((node.inputs[3],) if p["RES"] else ()), out_name, ZEROS)
