@@ -1,15 +1,18 @@
 """Direct convolution into the blocked NCHW16c layout, on 16-lane vector registers.
 
 Layouts: y[n, m // 16, oh, ow, m % 16]; x the same with C (or plain NCHW for a first layer whose
-channels do not fill a block); weights packed at compile time to [M/16, C/16, KH, KW, 16 ci, 16 co]
-(plain input: [M/16, KH, KW, C, 16 co]), so one vector load gives a tap's weights for 16 outputs.
+channels do not fill a block); weights packed at compile time to [M/16T, C/16, KH, KW, 16 ci, T,
+16 co] (plain input: [M/16T, KH, KW, C, T, 16 co]), so one vector load gives a tap's weights for
+16 outputs, and a job reads its weights as one stream.
 
 Micro-kernel: a job is one output row of T output blocks (16T channels). Along the row, R output
 pixels at a time, T x R accumulators live in registers (f32x16 values, not arrays) through the
 loops over input channels and taps: per input channel, T weight vectors are loaded and each of
 the R input values is broadcast once and multiplied into T accumulators. T x R + T + 1 <= 32
-registers. Input-channel blocks are the outer loop, so one block's weights stay in L1 across
-the row; accumulators go back to the output between blocks.
+registers. When a job's weights overflow L1, input-channel blocks go in chunks (outermost), so
+one chunk's weights stay in L1 across the row; accumulators go back to the output between chunks.
+A 1x1 stride-1 conv, whose output pixel q reads input pixel q, runs over the image's pixels as
+flat rows (fewer, wider strips than the image's own rows give on 7x7 or 14x14).
 
 Borders: rows outside the input are skipped per tap; pixels whose window leaves the input on the
 left or right run one at a time with checks, the interior in unchecked strips of R.
@@ -71,11 +74,13 @@ def _plan(node: Node, ins, outs) -> dict:
                 ALO=node.attrs["act_min"], AHI=node.attrs["act_max"], ALPHA=node.attrs["act_alpha"])
 
 
-def pack_weights(w: np.ndarray, blocked_in: bool) -> np.ndarray:
+def pack_weights(w: np.ndarray, blocked_in: bool, t: int) -> np.ndarray:
+    """[M/16T, C/16, KH, KW, 16 ci, T, 16 co] (plain input: [M/16T, KH, KW, C, T, 16 co]): a job's
+    weights, for its T output blocks, are one contiguous stream in the order it reads them."""
     m, c, kh, kw = w.shape
     if blocked_in:
-        return w.reshape(m // 16, 16, c // 16, 16, kh, kw).transpose(0, 2, 4, 5, 3, 1)
-    return w.reshape(m // 16, 16, c, kh, kw).transpose(0, 3, 4, 2, 1)  # [M/16, KH, KW, C, 16 co]
+        return w.reshape(m // (16 * t), t, 16, c // 16, 16, kh, kw).transpose(0, 3, 5, 6, 4, 1, 2)
+    return w.reshape(m // (16 * t), t, 16, c, kh, kw).transpose(0, 4, 5, 3, 1, 2)
 
 
 def _x_index(p: dict, col: str) -> str:
@@ -90,7 +95,6 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
     row's tail through the full-width body with masked loads and stores compiled a little
     faster but ran 20% slower on ResNet-50, so the tail gets its own body.)"""
     T, out = p["T"], []
-    wblock = p["CB"] * p["KH"] * p["KW"] * p["CI"] * 16  # weights of one output block
     for t in range(T):
         out.append(f"{ind}yo{t} = ((n * {p['MB']} + mb + {t}) * {p['OH']} + oh) * {p['OW'] * 16} + ({first}) * 16")
     whole = p["CBK"] == p["CB"]
@@ -120,10 +124,10 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
             out.append(f"{body}ok{r} = 0 <= c{r} < {p['W']}")
             out.append(f"{body}s{r} = x if ok{r} else z")
             out.append(f"{body}o{r} = ((n * {p['CB']} + cb) * {p['H']} + ih) * {p['W'] * 16} + c{r} * 16 if ok{r} else 0")
-    out.append(f"{body}wo = ((mb * {p['CB']} + cb) * {p['KH']} + kh) * {p['KW'] * p['CI'] * 16} + kw * {p['CI'] * 16}")
+    out.append(f"{body}wo = ((mb // {T} * {p['CB']} + cb) * {p['KH']} + kh) * {p['KW'] * p['CI'] * T * 16} + kw * {p['CI'] * T * 16}")
     out.append(f"{body}for ci in range({p['CI']}):")
     inner = body + "    "
-    out += [f"{inner}w{t} = vload(w, wo + ci * 16 + {t * wblock})" for t in range(T)]
+    out += [f"{inner}w{t} = vload(w, wo + ci * {T * 16} + {t * 16})" for t in range(T)]
     for r in range(count):
         col = f"iw + {r * p['SW']}"
         src = f"s{r}[o{r} + ci]" if select else f"x[{_x_index(p, col)}]"
@@ -204,7 +208,7 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
         note += f", fused {'residual add + ' if p['RES'] else ''}{p['ACT'] or 'no activation'}"
 
     def packed_w(params):
-        return pack_weights(params[w_in], p["BIN"])
+        return pack_weights(params[w_in], p["BIN"], T)
 
     def packed_b(params):
         return params[b_in] if has_bias else np.zeros(p["M"], np.float32)
