@@ -19,6 +19,7 @@ from .manager import Pass, PassError, PassRecord, note, run_passes
 from .reassociate_matmuls import reassociate_matmuls
 from .reuse_buffers import buffer_stats, reuse_buffers
 from .select_layout import select_layout
+from .subsample_strided import subsample_strided
 
 INFERENCE_CLEANUP = [
     Pass("infer_shapes", infer_shapes, "re-derive every value's type from the graph inputs"),
@@ -36,13 +37,15 @@ CPU_INFERENCE = [
     Pass("fold_conv_bn", fold_conv_bn, "fold inference batch_norm into the convolution before it"),
     Pass("fuse_epilogues", fuse_epilogues, "run residual adds and activations in the conv's kernel"),
     Pass("fuse_elementwise", fuse_elementwise, "run each chain of elementwise ops as one kernel"),
+    Pass("subsample_strided", subsample_strided, "strided 1x1 convs read one shared subsampled copy of their input"),
     Pass("select_layout", select_layout, "choose NCHW or blocked NCHW16c per value; insert reorders"),
     Pass("reuse_buffers", reuse_buffers, "pack activations into one arena, reusing dead values' bytes"),
 ]
 
 
-# the CUDA kernels work in NCHW (no blocked layouts yet): the CPU list without select_layout
-CUDA_INFERENCE = [p for p in CPU_INFERENCE if p.name != "select_layout"]
+# the CUDA kernels work in NCHW (no blocked layouts yet), where a strided read costs a GPU
+# little: the CPU list without select_layout and subsample_strided
+CUDA_INFERENCE = [p for p in CPU_INFERENCE if p.name not in ("select_layout", "subsample_strided")]
 
 
 def _unbound_autodiff(g):
@@ -100,6 +103,7 @@ __all__ = [
     "run_passes",
     "select_layout",
     "stateful_forward",
+    "subsample_strided",
     "vjp",
     "with_input_shapes",
 ]

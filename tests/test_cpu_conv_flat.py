@@ -28,10 +28,10 @@ CASES = [
 ]
 
 
-def check(g):
+def check(g, **kw):
     rng = np.random.default_rng(0)
     f = {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs}
-    exe = kiln.compile(g, target="cpu")
+    exe = kiln.compile(g, target="cpu", **kw)
     for name, got, want in zip(g.outputs, exe.run(f), kiln.interpret(g, f), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(want).max())),
                                    err_msg=name)
@@ -110,7 +110,8 @@ def test_strided_convs():
     b = Builder("flat_strided", seed=0)
     ys = [conv(b, i, *case, bias=i == 0, act="relu" if i == 1 else "") for i, case in enumerate(STRIDED)]
     ys += [y for i, case in enumerate(STRIDED) for y in grads(b, 10 + i, *case)]
-    notes = check(b.build(*ys))
+    # the strided 1x1 stays strided (as in a training step, whose pipeline does not subsample)
+    notes = check(b.build(*ys), skip=("subsample_strided",))
     assert sum("phase(s)" in n for n in notes) == 2 * len(STRIDED), notes
     assert sum("output phases" in n for n in notes) == len(STRIDED), notes
 

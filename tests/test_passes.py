@@ -451,3 +451,59 @@ def test_fuse_epilogues_puts_activations_into_gemms():
     after = fuse_epilogues(before)
     assert_graph_equal(after, expected)
     same_outputs(before, after)
+
+
+def test_subsample_strided_shares_one_copy_between_the_strided_1x1_convs():
+    """Two 1x1/2 convs on one input (a ResNet's projection and first conv) read one subsampled
+    copy; a 1x1 with stride (2, 1) gets its own; a strided 3x3 and a padded 1x1 are left alone.
+    Odd sizes check that the copy has the conv's output rows (floor((5 - 1) / 2) + 1 = 3)."""
+    from kiln.passes import subsample_strided
+
+    before = parse("""
+    graph g(%x:f32[1,2,5,7]) {
+      %a:f32[1,3,3,4] = conv2d[stride=2] (%x, %wa:f32[3,2,1,1] const, %ba:f32[3] const)
+      %b:f32[1,4,3,4] = conv2d[stride=2 act=relu] (%x, %wb:f32[4,2,1,1] const)
+      %c:f32[1,3,3,7] = conv2d[stride=[2,1]] (%x, %wa)
+      %d:f32[1,3,3,4] = conv2d[stride=2 pads=1] (%x, %wc:f32[3,2,3,3] const)
+      %e:f32[1,3,4,5] = conv2d[stride=2 pads=1] (%x, %wa)
+      return %a, %b, %c, %d, %e
+    }""", seed=0)
+    expected = parse("""
+    graph g(%x:f32[1,2,5,7]) {
+      %x.s2:f32[1,2,3,4] = maxpool2d[kernel=[1,1] stride=[2,2]] (%x)  # subsample x
+      %a:f32[1,3,3,4] = conv2d (%x.s2, %wa:f32[3,2,1,1] const, %ba:f32[3] const)
+      %b:f32[1,4,3,4] = conv2d[act=relu] (%x.s2, %wb:f32[4,2,1,1] const)
+      %x.s2x1:f32[1,2,3,7] = maxpool2d[kernel=[1,1] stride=[2,1]] (%x)  # subsample x
+      %c:f32[1,3,3,7] = conv2d (%x.s2x1, %wa)
+      %d:f32[1,3,3,4] = conv2d[stride=2 pads=1] (%x, %wc:f32[3,2,3,3] const)
+      %e:f32[1,3,4,5] = conv2d[stride=2 pads=1] (%x, %wa)
+      return %a, %b, %c, %d, %e
+    }""", params=before.param_data())
+    after = subsample_strided(before)
+    assert_graph_equal(after, expected)
+    same_outputs(before, after)
+    assert subsample_strided(after) is after  # nothing strided and 1x1 is left
+
+
+def test_subsample_strided_runs_in_the_cpu_pipeline_on_a_resnet_block():
+    """ResNet-50's downsampling block: after the default CPU pipeline no 1x1 conv is strided,
+    its two strided 1x1 convs read one copy, and the compiled block matches the reference."""
+    import kiln
+
+    b = kiln.Builder("down", seed=7)
+    x = b.relu(b.conv2d(b.input("input", (2, 3, 9, 9)), 32, kernel=3, pads=1, name="stem"))
+    short = b.conv2d(x, 64, kernel=1, stride=2, name="proj")
+    h = b.relu(b.conv2d(x, 16, kernel=1, stride=2, name="conv1"))
+    h = b.relu(b.conv2d(h, 16, kernel=3, pads=1, name="conv2"))
+    g = b.build(b.relu(b.add(b.conv2d(h, 64, kernel=1, name="conv3"), short)))
+    exe = kiln.compile(g, target="cpu")
+    convs = [n for n in exe.graph.nodes if n.op == "conv2d"]
+    assert all(n.attrs["stride"] == (1, 1) for n in convs if exe.graph.type_of(n.inputs[1]).shape[2:] == (1, 1))
+    subs = [n for n in exe.graph.nodes if n.op == "maxpool2d"]
+    # both read the copy: one directly, one (the graph output, in NCHW) through its reorder
+    assert len(subs) == 1 and sum(n.inputs[0].startswith(subs[0].outputs[0].name) for n in convs) == 2
+    record = next(r for r in exe.passes if r.name == "subsample_strided")
+    assert record.summary == "2 strided 1x1 conv(s) read 1 subsampled input(s)", record.summary
+    rng = np.random.default_rng(0)
+    f = {"input": rng.standard_normal((2, 3, 9, 9)).astype(np.float32)}
+    np.testing.assert_allclose(exe.run(f)[0], interpret(g, f)[0], rtol=1e-4, atol=1e-4)

@@ -7,6 +7,8 @@ micro-kernel's accumulators are values of this type instead: each lives in one S
     vload(a, i)        a[i:i+16] as a vector (unaligned load; `a` a 1-D float32 array)
     vstore(a, i, v)    a[i:i+16] = v
     vsplat(x)          x in all 16 lanes
+    vbroadcast(a, i)   a[i] in all 16 lanes: one broadcast load (no negative-index wraparound,
+                       which numba's a[i] computes for every load)
     vzero()            0.0 in all lanes
     vfma(a, b, c)      a * b + c, fused (llvm.fma.v16f32)
     vadd, vmul, vmax   lane-wise; vmax is llvm.maxnum (NaN loses, as in relu)
@@ -49,6 +51,12 @@ def _element_ptr(context, builder, arr_type, arr, index):
     return builder.bitcast(ptr, _VEC.as_pointer())
 
 
+def _splat(builder, val):
+    one = builder.insert_element(ir.Constant(_VEC, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+    return builder.shuffle_vector(one, ir.Constant(_VEC, ir.Undefined), mask)
+
+
 def _check_array(arr) -> None:
     if not (isinstance(arr, types.Array) and arr.dtype == types.float32 and arr.ndim == 1):
         raise TypeError(f"expected a 1-D float32 array, got {arr}")
@@ -80,12 +88,21 @@ def vstore(typingctx, arr, index, vec):
 @intrinsic
 def vsplat(typingctx, x):
     def codegen(context, builder, sig, args):
-        val = context.cast(builder, args[0], sig.args[0], types.float32)
-        one = builder.insert_element(ir.Constant(_VEC, ir.Undefined), val, ir.Constant(ir.IntType(32), 0))
-        mask = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-        return builder.shuffle_vector(one, ir.Constant(_VEC, ir.Undefined), mask)
+        return _splat(builder, context.cast(builder, args[0], sig.args[0], types.float32))
 
     return f32x16(x), codegen
+
+
+@intrinsic
+def vbroadcast(typingctx, arr, index):
+    _check_array(arr)
+
+    def codegen(context, builder, sig, args):
+        idx = context.cast(builder, args[1], sig.args[1], types.intp)
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        return _splat(builder, builder.load(builder.gep(ary.data, [idx]), align=4))
+
+    return f32x16(arr, index), codegen
 
 
 @intrinsic

@@ -5,7 +5,9 @@ channels do not fill a block); weights packed at compile time to [M/16T, C/16, K
 16 co] (plain input: [M/16T, KH, KW, C, T, 16 co]), so one vector load gives a tap's weights for
 16 outputs, and a job reads its weights as one stream.
 
-Micro-kernel: a job is one output row of T output blocks (16T channels). Along the row, R output
+Micro-kernel: a job is a group of output rows of T output blocks (16T channels): rows are added
+until the job holds about JOB_PIXELS pixels, while each thread keeps JOBS_PER_THREAD jobs, so a
+chunk of weights read into L1 serves many strips. Along a row, R output
 pixels at a time, T x R accumulators live in registers (f32x16 values, not arrays) through the
 loops over input channels and taps: per input channel, T weight vectors are loaded and each of
 the R input values is broadcast once and multiplied into T accumulators. T x R + T + 1 <= 32
@@ -20,6 +22,7 @@ left or right run one at a time with checks, the interior in unchecked strips of
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ....ir import Node, TensorType
@@ -28,6 +31,9 @@ from .common import KernelSource, job_function
 STRIP = {4: 6, 2: 12, 1: 14}  # output blocks per job -> pixels per strip (fits 32 registers)
 L1_WEIGHTS = 32 * 1024  # a job's weights up to this many bytes: loop over input blocks inside the strip
 L1_CHUNK = 16 * 1024  # else the input blocks go in chunks of up to this many bytes of weights
+JOB_PIXELS = 96  # a job takes output rows until it holds this many pixels,
+JOBS_PER_THREAD = 4  # unless that leaves fewer jobs than this per thread
+THREADS = numba.config.NUMBA_NUM_THREADS
 ZEROS = "kiln.zeros16"  # the vector border pixels read: one const shared by every conv
 
 
@@ -65,12 +71,17 @@ def _plan(node: Node, ins, outs) -> dict:
     # stay in L1 across the row; all of them when they fit
     cbk = cb if cb * per_block <= L1_WEIGHTS else \
         max(d for d in range(1, cb + 1) if cb % d == 0 and (d == 1 or d * per_block <= L1_CHUNK))
+    # rows per job: enough pixels that a chunk's weights, read once into L1, serve many strips,
+    # while every thread keeps several jobs
+    groups = n * (mb // t)
+    rg = max([r for r in range(1, oh + 1) if (r == 1 or (r - 1) * ow < JOB_PIXELS)
+              and (r == 1 or groups * -(-oh // r) >= JOBS_PER_THREAD * THREADS)])
     # interior columns: every tap of the window inside [0, w)
     lo = -(-pl // sw)
     hi = min(ow - 1, (w - 1 - (kw - 1) * dw + pl) // sw)
     return dict(N=n, C=c, H=h, W=w, M=m, KH=kh, KW=kw, OH=oh, OW=ow, SH=sh, SW=sw, DH=dh, DW=dw, PT=pt,
                 PL=pl, MB=mb, T=t, R=strip_width(ow, STRIP[t]), BIN=blocked_in, CB=cb, CI=ci, CBK=cbk,
-                LO=lo, HI=hi, RES=node.attrs["residual"], ACT=node.attrs["act"], FLAT=flat,
+                RG=rg, NRG=-(-oh // rg), LO=lo, HI=hi, RES=node.attrs["residual"], ACT=node.attrs["act"], FLAT=flat,
                 ALO=node.attrs["act_min"], AHI=node.attrs["act_max"], ALPHA=node.attrs["act_alpha"])
 
 
@@ -130,8 +141,8 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
     out += [f"{inner}w{t} = vload(w, wo + ci * {T * 16} + {t * 16})" for t in range(T)]
     for r in range(count):
         col = f"iw + {r * p['SW']}"
-        src = f"s{r}[o{r} + ci]" if select else f"x[{_x_index(p, col)}]"
-        out.append(f"{inner}xv = vsplat({src})")
+        src = f"s{r}, o{r} + ci" if select else f"x, {_x_index(p, col)}"
+        out.append(f"{inner}xv = vbroadcast({src})")
         out += [f"{inner}a{t}_{r} = vfma(xv, w{t}, a{t}_{r})" for t in range(T)]
     tail = []
     for r in range(count):
@@ -168,15 +179,21 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
     T, R = p["T"], p["R"]
     out_name = node.outputs[0].name
     wname, bname = f"{out_name}.w16", f"{out_name}.b16"
-    lines = [f"        oh = job % {p['OH']}",
-             f"        mb = (job // {p['OH']}) % {p['MB'] // T} * {T}",
-             f"        n = job // {p['OH'] * (p['MB'] // T)}"]
+    rg, nrg = p["RG"], p["NRG"]
+    lines = [f"        rows = job % {nrg}",
+             f"        mb = (job // {nrg}) % {p['MB'] // T} * {T}",
+             f"        n = job // {nrg * (p['MB'] // T)}"]
     lines += [f"        bias{t} = vload(b, (mb + {t}) * 16)" for t in range(T)]
-    if p["CBK"] == p["CB"]:
-        ind = "        "
-    else:  # chunks of input blocks outermost: one chunk's weights stay in L1 across the row
-        lines.append(f"        for chunk in range(0, {p['CB']}, {p['CBK']}):")
-        ind = "            "
+    ind = "        "
+    if p["CBK"] < p["CB"]:  # chunks of input blocks outermost: one chunk's weights stay in L1
+        lines.append(f"{ind}for chunk in range(0, {p['CB']}, {p['CBK']}):")
+        ind += "    "
+    if rg == 1:
+        lines.append(f"{ind}oh = rows")
+    else:
+        last = f"min(rows * {rg} + {rg}, {p['OH']})" if p["OH"] % rg else f"rows * {rg} + {rg}"
+        lines.append(f"{ind}for oh in range(rows * {rg}, {last}):")
+        ind += "    "
     lo, hi = max(p["LO"], 0), p["HI"]
     if p["BIN"]:  # every strip picks its pixels' sources (zeros outside) before the channel loop:
         # one strip body serves the whole row, which halves the code numba compiles
@@ -197,6 +214,8 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
             f"in registers, {p['KH']}x{p['KW']}/{p['SH']}")
     if p["FLAT"]:
         note += f", pixels as rows of {p['OW']}"
+    if p["RG"] > 1:
+        note += f", {p['RG']} rows a job"
     if p["CBK"] < p["CB"]:
         note += f", input blocks in chunks of {p['CBK']}"
     w_in, has_bias = node.inputs[1], len(node.inputs) > 2
@@ -213,7 +232,7 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
     def packed_b(params):
         return params[b_in] if has_bias else np.zeros(p["M"], np.float32)
 
-    return KernelSource(body, args, note, parallel=True, fastmath=True, jobs=p["N"] * (p["MB"] // T) * p["OH"],
+    return KernelSource(body, args, note, parallel=True, fastmath=True, jobs=p["N"] * (p["MB"] // T) * nrg,
                         packed={wname: packed_w, bname: packed_b, ZEROS: np.zeros(16, np.float32)})
 
 
