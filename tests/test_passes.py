@@ -502,6 +502,8 @@ def test_subsample_strided_runs_in_the_cpu_pipeline_on_a_resnet_block():
     subs = [n for n in exe.graph.nodes if n.op == "maxpool2d"]
     # both read the copy: one directly, one (the graph output, in NCHW) through its reorder
     assert len(subs) == 1 and sum(n.inputs[0].startswith(subs[0].outputs[0].name) for n in convs) == 2
+    prog = exe.compiled.program
+    assert any("a strided copy" in prog.kernels[launch.kernel].note for launch in prog.launches)
     record = next(r for r in exe.passes if r.name == "subsample_strided")
     assert record.summary == "2 strided 1x1 conv(s) read 1 subsampled input(s)", record.summary
     rng = np.random.default_rng(0)

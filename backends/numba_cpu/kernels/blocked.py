@@ -4,7 +4,7 @@ reorders in and out of it. Every inner step moves a whole 16-channel vector."""
 from __future__ import annotations
 
 from ....ir import Node, TensorType
-from .common import PARALLEL_MIN, KernelSource
+from .common import PARALLEL_MIN, KernelSource, job_function
 
 
 def reorder(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
@@ -70,28 +70,36 @@ def pool_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> K
                  "            cnt += 1"]
         finish = "vstore(y, yo, vmul(acc, vsplat(np.float32(1.0) / np.float32(max(cnt, 1)))))"
     ind = " " * 12
-    body = [
-        "def KERNEL(x, y):",
-        f"    for job in prange({p['N'] * p['CB'] * p['OH']}):",
-        f"        oh = job % {p['OH']}",
-        f"        nb = job // {p['OH']}",
-        f"        for ow in range({p['OW']}):",
-        f"{ind}acc = {init}",
-        f"{ind}for kh in range({p['KH']}):",
-        f"{ind}    ih = oh * {p['SH']} + kh * {p['DH']} - {p['PT']}",
-        f"{ind}    if ih < 0 or ih >= {p['H']}:",
-        f"{ind}        continue",
-        f"{ind}    for kw in range({p['KW']}):",
-        f"{ind}        iw = ow * {p['SW']} + kw * {p['DW']} - {p['PL']}",
-        f"{ind}        if 0 <= iw < {p['W']}:",
-        f"{ind}            xi = ((nb * {p['H']} + ih) * {p['W']} + iw) * 16",
-        f"{ind}            {step}",
-        *[ind + s for s in count],
-        f"{ind}yo = ((nb * {p['OH']} + oh) * {p['OW']} + ow) * 16",
-        f"{ind}{finish}",
-    ]
-    return KernelSource("\n".join(body) + "\n", (node.inputs[0], node.outputs[0].name),
-                        f"{node.op} NCHW16c, 16 channels per vector", parallel=True)
+    jobs = p["N"] * p["CB"] * p["OH"]
+    head = [f"        oh = job % {p['OH']}", f"        nb = job // {p['OH']}"]
+    if (p["KH"], p["KW"], p["PT"], p["PL"], p["PB"], p["PR"]) == (1, 1, 0, 0, 0, 0):
+        # one cell a window (subsample_strided's copy): a strided vector copy
+        lines = [*head, f"        xo = (nb * {p['H']} + oh * {p['SH']}) * {p['W'] * 16}",
+                 f"        yo = (nb * {p['OH']} + oh) * {p['OW'] * 16}",
+                 f"        for ow in range({p['OW']}):",
+                 f"{ind}vstore(y, yo + ow * 16, vload(x, xo + ow * {p['SW'] * 16}))"]
+        note = f"{node.op} 1x1/{p['SH']} NCHW16c: a strided copy, 16 channels per vector"
+    else:
+        lines = [
+            *head,
+            f"        for ow in range({p['OW']}):",
+            f"{ind}acc = {init}",
+            f"{ind}for kh in range({p['KH']}):",
+            f"{ind}    ih = oh * {p['SH']} + kh * {p['DH']} - {p['PT']}",
+            f"{ind}    if ih < 0 or ih >= {p['H']}:",
+            f"{ind}        continue",
+            f"{ind}    for kw in range({p['KW']}):",
+            f"{ind}        iw = ow * {p['SW']} + kw * {p['DW']} - {p['PL']}",
+            f"{ind}        if 0 <= iw < {p['W']}:",
+            f"{ind}            xi = ((nb * {p['H']} + ih) * {p['W']} + iw) * 16",
+            f"{ind}            {step}",
+            *[ind + s for s in count],
+            f"{ind}yo = ((nb * {p['OH']} + oh) * {p['OW']} + ow) * 16",
+            f"{ind}{finish}",
+        ]
+        note = f"{node.op} NCHW16c, 16 channels per vector"
+    return KernelSource(job_function("x, y", lines), (node.inputs[0], node.outputs[0].name), note,
+                        parallel=jobs > 1, jobs=jobs)
 
 
 def global_pool_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
