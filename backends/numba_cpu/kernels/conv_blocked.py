@@ -7,8 +7,8 @@ channels do not fill a block); weights packed at compile time to [M/16T, C/16, K
 
 Micro-kernel: a job is a group of output rows of T output blocks (16T channels): rows are added
 until the job holds about JOB_PIXELS pixels, while each thread keeps JOBS_PER_THREAD jobs, so a
-chunk of weights read into L1 serves many strips. Along a row, R output
-pixels at a time, T x R accumulators live in registers (f32x16 values, not arrays) through the
+chunk of weights read into L1 serves many strips. Along a row, R output pixels at a time,
+T x R accumulators live in registers (f32x16 values, not arrays) through the
 loops over input channels and taps: per input channel, T weight vectors are loaded and each of
 the R input values is broadcast once and multiplied into T accumulators. T x R + T + 1 <= 32
 registers. When a job's weights overflow L1, input-channel blocks go in chunks (outermost), so
@@ -48,7 +48,8 @@ def flat_row(hw: int, most: int) -> int:
     """Pixels per virtual row when a 1x1 stride-1 conv runs over the image's pixels as one flat
     sequence: the divisor of H*W in [48, 256] that wastes least in strips of up to `most`."""
     def waste(p: int) -> float:
-        return 1 - p / (-(-p // strip_width(p, most)) * strip_width(p, most))
+        r = strip_width(p, most)
+        return 1 - p / (-(-p // r) * r)
     rows = [p for p in range(48, min(hw, 256) + 1) if hw % p == 0]
     return min(rows, key=lambda p: (round(waste(p), 3), p)) if rows else hw
 
