@@ -29,7 +29,7 @@ def _strided_1x1(n: Node, g: Graph) -> bool:
 
 
 def subsample_strided(g: Graph) -> Graph:
-    taken = {v for n in g.nodes for v in n.output_names} | {p.name for p in g.params} | {v.name for v in g.inputs}
+    taken = set(g.values)
     shared: dict[tuple[str, tuple[int, int]], str] = {}
     nodes, convs = [], 0
     for n in g.nodes:
@@ -42,7 +42,6 @@ def subsample_strided(g: Graph) -> Graph:
             out = g.type_of(n.outputs[0].name)
             step = f"s{stride[0]}" if stride[0] == stride[1] else f"s{stride[0]}x{stride[1]}"
             name = fresh_name(f"{x}.{step}", taken)
-            taken.add(name)
             sub = TensorType(t.dtype, (*t.shape[:2], *out.shape[2:]), t.layout)
             attrs = normalize_attrs("maxpool2d", {"kernel": (1, 1), "stride": stride})
             nodes.append(Node("maxpool2d", (x,), (Value(name, sub),), attrs, f"subsample {x}"))

@@ -45,10 +45,12 @@ class _F32x16Model(models.PrimitiveModel):
         super().__init__(dmm, fe_type, _VEC)
 
 
+def _scalar_ptr(context, builder, arr_type, arr, index):
+    return builder.gep(context.make_array(arr_type)(context, builder, arr).data, [index])
+
+
 def _element_ptr(context, builder, arr_type, arr, index):
-    ary = context.make_array(arr_type)(context, builder, arr)
-    ptr = builder.gep(ary.data, [index])
-    return builder.bitcast(ptr, _VEC.as_pointer())
+    return builder.bitcast(_scalar_ptr(context, builder, arr_type, arr, index), _VEC.as_pointer())
 
 
 def _splat(builder, val):
@@ -99,8 +101,7 @@ def vbroadcast(typingctx, arr, index):
 
     def codegen(context, builder, sig, args):
         idx = context.cast(builder, args[1], sig.args[1], types.intp)
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        return _splat(builder, builder.load(builder.gep(ary.data, [idx]), align=4))
+        return _splat(builder, builder.load(_scalar_ptr(context, builder, sig.args[0], args[0], idx), align=4))
 
     return f32x16(arr, index), codegen
 
