@@ -13,7 +13,8 @@ bytes live at any one node).
 Preconditions: nodes in their final order (run last); layouts chosen.
 Safety: two values share bytes only if their lifetimes do not overlap, or the later one is an
 elementwise op's output written in place over an input whose last reader it is (the kernels of
-those ops read element i before writing element i). A value read by a graph output, or itself
+those ops read element i before writing element i), or a blocked conv's output over its fused
+residual (its kernels read each residual vector before first writing that output vector). A value read by a graph output, or itself
 a graph input or output, is never overwritten.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir import BufferSlot, Graph, Value
+from ..ir import BufferSlot, Graph, Node, Value
 from .manager import note
 
 VIEWS = frozenset({"reshape", "flatten", "identity", "dropout"})
@@ -56,7 +57,7 @@ def _lifetimes(g: Graph) -> tuple[dict[str, Interval], dict[str, str]]:
             if n.op in VIEWS and src in group:
                 group[v.name] = group[src]  # a view of an arena value: same bytes
                 continue
-            in_place = next((x for x in n.inputs if n.op in IN_PLACE and x in group and last_use.get(x) == i
+            in_place = next((x for x in _in_place_candidates(n, group) if x in group and last_use.get(x) == i
                              and g.type_of(x) == v.type and not _read_later(g, x, group, last_use, i)), None)
             if in_place is not None:
                 group[v.name] = group[in_place]
@@ -69,6 +70,19 @@ def _lifetimes(g: Graph) -> tuple[dict[str, Interval], dict[str, str]]:
             iv.names.append(name)
         iv.end = max(iv.end, last_use.get(name, iv.start))
     return ivs, group
+
+
+def _in_place_candidates(n: Node, group: dict[str, str]) -> tuple[str, ...]:
+    """Inputs whose bytes n's output may take: any input of an elementwise op; the residual of a
+    blocked (NCHW16c) conv, whose kernels read each residual vector before they first write the
+    output vector at the same place, unless the residual shares bytes with another of its inputs."""
+    if n.op in IN_PLACE:
+        return n.inputs
+    if n.op == "conv2d" and n.attrs.get("residual") and n.outputs[0].type.layout == "NCHW16c":
+        r = n.inputs[3]
+        if all(group.get(x, x) != group.get(r, r) for x in n.inputs[:3]):
+            return (r,)
+    return ()
 
 
 def _read_later(g: Graph, x: str, group: dict[str, str], last_use: dict[str, int], i: int) -> bool:

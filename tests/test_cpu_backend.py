@@ -39,9 +39,9 @@ def notes(exe):
     (16, 16, 3, 1, (0, 2, 1, 0), 2, (10, 9)),  # asymmetric pads, dilation
     (16, 48, 5, 3, 2, 1, (12, 13)),      # stride larger than the pads, 3 output blocks
     (3, 16, 7, 2, 3, 1, (17, 15)),       # a ResNet stem on an odd image
-    (256, 64, 1, 1, 0, 1, (8, 12)),      # 1x1 over flat rows of 48 pixels, input blocks in chunks of 4
-    (256, 32, 1, 2, 0, 1, (9, 9)),       # strided 1x1 (rows stay rows), chunks of 4, 2 output blocks
-    (64, 64, 3, 1, 1, 1, (5, 7)),        # 3x3 whose 4 output blocks' weights overflow L1: chunks of 1
+    (1024, 64, 1, 1, 0, 1, (8, 12)),     # 1x1 over flat rows of 48 pixels, input blocks in chunks of 32
+    (2048, 32, 1, 2, 0, 1, (5, 5)),      # strided 1x1 (rows stay rows), chunks of 64, 2 output blocks
+    (256, 64, 3, 1, 1, 1, (5, 7)),       # 3x3 whose 4 output blocks' weights overflow a chunk: chunks of 2
 ])
 def test_blocked_conv_matches_reference(cin, cout, k, stride, pads, dil, hw):
     b = kiln.Builder("conv", seed=1)
@@ -57,12 +57,12 @@ def test_chunked_flat_1x1_conv_with_fused_residual():
     """A bottleneck's last 1x1 conv: pixels as flat rows, input blocks in chunks, the residual
     add and relu applied once, after the last chunk."""
     b = kiln.Builder("bottleneck", seed=3)
-    x = b.input("input", (2, 256, 7, 7))
-    h = b.relu(b.conv2d(x, 256, kernel=1, name="pre"))
-    y = b.relu(b.add(b.conv2d(h, 256, kernel=1, name="last"), h))
+    x = b.input("input", (2, 1024, 7, 7))
+    h = b.relu(b.conv2d(x, 1024, kernel=1, name="pre"))
+    y = b.relu(b.add(b.conv2d(h, 1024, kernel=1, name="last"), h))
     exe = check_cpu(b.build(b.sigmoid(y)))
     note = next(n for n in notes(exe) if "residual" in n)
-    assert "rows of 49" in note and "chunks of 4" in note, note
+    assert "rows of 49" in note and "chunks of 32" in note, note
 
 
 @pytest.mark.parametrize("hw, want", [(49, 49), (3136, 196), (784, 196), (96, 48), (35, 35), (97, 97)])
@@ -298,6 +298,29 @@ def test_in_place_elementwise_is_safe():
     exe = check_cpu(g, skip=["fuse_elementwise"])  # which would make sigmoid, tanh, add one kernel
     slots = {v.name: v.buffer for n in exe.graph.nodes for v in n.outputs if v.buffer is not None}
     assert slots["tanh"].offset != slots["sigmoid"].offset
+
+
+@pytest.mark.parametrize("cin", [64, 1024])  # the last conv's weights in one piece; in chunks of 32
+def test_blocked_conv_writes_over_its_residual(cin):
+    """A bottleneck's last conv takes the bytes of the skip tensor it adds, which dies there;
+    the residual is read before the output is first written, with or without input chunks.
+    Where the skip tensor is also the conv's input, it keeps its own bytes."""
+    b = kiln.Builder("over_residual", seed=5)
+    x = b.input("input", (2, 32, 7, 7))
+    skip = b.relu(b.conv2d(x, 256, kernel=1, name="skip"))
+    h = b.relu(b.conv2d(x, cin, kernel=1, name="reduce"))
+    y = b.relu(b.add(b.conv2d(h, 256, kernel=1, name="last"), skip))
+    z = b.relu(b.add(b.conv2d(y, 256, kernel=1, name="again"), y))  # y is both input and residual
+    exe = check_cpu(b.build(b.sigmoid(z)))
+    slots = {v.name: v.buffer for n in exe.graph.nodes for v in n.outputs if v.buffer is not None}
+    fused = [n for n in exe.graph.nodes if n.op == "conv2d" and n.attrs["residual"]]
+    assert len(fused) == 2
+    last, again = fused
+    assert last.inputs[3] == skip.name and slots[last.outputs[0].name].offset == slots[skip.name].offset
+    assert again.inputs[0] == again.inputs[3] == last.outputs[0].name
+    assert slots[again.outputs[0].name].offset != slots[last.outputs[0].name].offset
+    first = next(n for n in notes(exe) if "residual" in n)
+    assert ("chunks of 32" in first) == (cin == 1024), first
 
 
 def test_known_failure_modes_of_other_compilers():

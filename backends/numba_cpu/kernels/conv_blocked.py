@@ -6,13 +6,15 @@ channels do not fill a block); weights packed at compile time to [M/16T, C/16, K
 16 outputs, and a job reads its weights as one stream.
 
 Micro-kernel: a job is a group of output rows of T output blocks (16T channels): rows are added
-until the job holds about JOB_PIXELS pixels, while each thread keeps JOBS_PER_THREAD jobs, so a
-chunk of weights read into L1 serves many strips. Along a row, R output pixels at a time,
+until the job holds about JOB_PIXELS pixels, while each thread keeps JOBS_PER_THREAD jobs, so
+weights read once from memory serve many strips. Along a row, R output pixels at a time,
 T x R accumulators live in registers (f32x16 values, not arrays) through the
 loops over input channels and taps: per input channel, T weight vectors are loaded and each of
 the R input values is broadcast once and multiplied into T accumulators. T x R + T + 1 <= 32
-registers. When a job's weights overflow L1, input-channel blocks go in chunks (outermost), so
-one chunk's weights stay in L1 across the row; accumulators go back to the output between chunks.
+registers. When a job's weights exceed CHUNK_BYTES, input-channel blocks go in chunks (outermost),
+so one chunk's weights stay in L2 across the job's rows; accumulators go back to the output
+between chunks. (Chunks of 16 KB, held in L1, ran ResNet-50's 1x1 convs 4-6% slower: more trips
+of the accumulators through memory, for weights that stream from L2 fast enough.)
 A 1x1 stride-1 conv, whose output pixel q reads input pixel q, runs over the image's pixels as
 flat rows (fewer, wider strips than the image's own rows give on 7x7 or 14x14).
 
@@ -29,8 +31,7 @@ from ....ir import Node, TensorType
 from .common import KernelSource, job_function
 
 STRIP = {4: 6, 2: 12, 1: 14}  # output blocks per job -> pixels per strip (fits 32 registers)
-L1_WEIGHTS = 32 * 1024  # a job's weights up to this many bytes: loop over input blocks inside the strip
-L1_CHUNK = 16 * 1024  # else the input blocks go in chunks of up to this many bytes of weights
+CHUNK_BYTES = 128 * 1024  # a job's weights beyond this: input blocks in chunks of up to this many bytes
 JOB_PIXELS = 96  # a job takes output rows until it holds this many pixels,
 JOBS_PER_THREAD = 4  # unless that leaves fewer jobs than this per thread
 THREADS = numba.config.NUMBA_NUM_THREADS
@@ -69,10 +70,9 @@ def _plan(node: Node, ins, outs) -> dict:
     ci = 16 if blocked_in else c
     per_block = t * kh * kw * ci * 16 * 4  # bytes of weights per input block, for T output blocks
     # input blocks per chunk: the accumulators stay in registers through a chunk, whose weights
-    # stay in L1 across the row; all of them when they fit
-    cbk = cb if cb * per_block <= L1_WEIGHTS else \
-        max(d for d in range(1, cb + 1) if cb % d == 0 and (d == 1 or d * per_block <= L1_CHUNK))
-    # rows per job: enough pixels that a chunk's weights, read once into L1, serve many strips,
+    # stay in L2 across the job's rows; all of them when they fit
+    cbk = max(d for d in range(1, cb + 1) if cb % d == 0 and (d == 1 or d * per_block <= CHUNK_BYTES))
+    # rows per job: enough pixels that a chunk's weights, once read, serve many strips,
     # while every thread keeps several jobs
     groups = n * (mb // t)
     rg = max([r for r in range(1, oh + 1) if (r == 1 or (r - 1) * ow < JOB_PIXELS)
@@ -110,11 +110,15 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
     for t in range(T):
         out.append(f"{ind}yo{t} = ((n * {p['MB']} + mb + {t}) * {p['OH']} + oh) * {p['OW'] * 16} + ({first}) * 16")
     whole = p["CBK"] == p["CB"]
+    # the start: bias, plus the residual, read before this strip's outputs are first written,
+    # so the output may take the residual's bytes (reuse_buffers writes it in place)
+    start = [f"a{t}_{r} = " + (f"vadd(bias{t}, vload(r, yo{t} + {r * 16}))" if p["RES"] else f"bias{t}")
+             for t in range(T) for r in range(count)]
     if whole:  # all input blocks inside the strip: accumulators never leave the registers
-        out += [f"{ind}a{t}_{r} = bias{t}" for t in range(T) for r in range(count)]
+        out += [f"{ind}{line}" for line in start]
     else:  # one chunk of input blocks: start from the bias or from what the last chunk stored
         out.append(f"{ind}if chunk == 0:")
-        out += [f"{ind}    a{t}_{r} = bias{t}" for t in range(T) for r in range(count)]
+        out += [f"{ind}    {line}" for line in start]
         out.append(f"{ind}else:")
         out += [f"{ind}    a{t}_{r} = vload(y, yo{t} + {r * 16})" for t in range(T) for r in range(count)]
     out.append(f"{ind}for cb in range({'' if whole else 'chunk, chunk + '}{p['CBK']}):")
@@ -146,9 +150,8 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
         out.append(f"{inner}xv = vbroadcast({src})")
         out += [f"{inner}a{t}_{r} = vfma(xv, w{t}, a{t}_{r})" for t in range(T)]
     tail = []
-    for r in range(count):
-        lines = vector_epilogue(p, [(f"a{t}_{r}", f"yo{t} + {r * 16}") for t in range(T)])
-        tail += lines
+    for r in range(count):  # the residual is in already
+        tail += vector_epilogue({**p, "RES": False}, [(f"a{t}_{r}", f"yo{t} + {r * 16}") for t in range(T)])
     if tail and whole:
         out += [f"{ind}{line}" for line in tail]
     elif tail:
@@ -186,7 +189,7 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
              f"        n = job // {nrg * (p['MB'] // T)}"]
     lines += [f"        bias{t} = vload(b, (mb + {t}) * 16)" for t in range(T)]
     ind = "        "
-    if p["CBK"] < p["CB"]:  # chunks of input blocks outermost: one chunk's weights stay in L1
+    if p["CBK"] < p["CB"]:  # chunks of input blocks outermost: one chunk's weights stay in L2
         lines.append(f"{ind}for chunk in range(0, {p['CB']}, {p['CBK']}):")
         ind += "    "
     if rg == 1:
