@@ -142,7 +142,8 @@ def bench_model(name: str, runs: int, peak: float) -> dict:
     return row
 
 
-ABLATE = ("fold_conv_bn", "fuse_epilogues", "fuse_elementwise", "subsample_strided", "select_layout", "reuse_buffers")
+ABLATE = ("fold_conv_bn", "fuse_epilogues", "fuse_elementwise", "subsample_strided", "select_layout", "winograd_convs",
+          "reuse_buffers")
 
 
 def ablation(name: str, runs: int) -> str:

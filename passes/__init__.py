@@ -20,6 +20,7 @@ from .reassociate_matmuls import reassociate_matmuls
 from .reuse_buffers import buffer_stats, reuse_buffers
 from .select_layout import select_layout
 from .subsample_strided import subsample_strided
+from .winograd_convs import winograd_convs
 
 INFERENCE_CLEANUP = [
     Pass("infer_shapes", infer_shapes, "re-derive every value's type from the graph inputs"),
@@ -39,13 +40,14 @@ CPU_INFERENCE = [
     Pass("fuse_elementwise", fuse_elementwise, "run each chain of elementwise ops as one kernel"),
     Pass("subsample_strided", subsample_strided, "strided 1x1 convs read one shared subsampled copy of their input"),
     Pass("select_layout", select_layout, "choose NCHW or blocked NCHW16c per value; insert reorders"),
+    Pass("winograd_convs", winograd_convs, "run blocked 3x3 stride-1 convs as Winograd F(2x2,3x3)"),
     Pass("reuse_buffers", reuse_buffers, "pack activations into one arena, reusing dead values' bytes"),
 ]
 
 
 # the CUDA kernels work in NCHW (no blocked layouts yet), where a strided read costs a GPU
-# little: the CPU list without select_layout and subsample_strided
-CUDA_INFERENCE = [p for p in CPU_INFERENCE if p.name not in ("select_layout", "subsample_strided")]
+# little: the CPU list without select_layout, subsample_strided and winograd_convs
+CUDA_INFERENCE = [p for p in CPU_INFERENCE if p.name not in ("select_layout", "subsample_strided", "winograd_convs")]
 
 
 def _unbound_autodiff(g):
@@ -105,5 +107,6 @@ __all__ = [
     "stateful_forward",
     "subsample_strided",
     "vjp",
+    "winograd_convs",
     "with_input_shapes",
 ]

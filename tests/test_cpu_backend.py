@@ -53,6 +53,26 @@ def test_blocked_conv_matches_reference(cin, cout, k, stride, pads, dil, hw):
     assert any(n.startswith("direct NCHW16c") for n in notes(exe))
 
 
+@pytest.mark.parametrize("cin, cout, pads, hw, residual", [
+    (16, 16, 1, (9, 11), True),           # 1 output block, odd sizes: the last tiles half outside
+    (32, 48, 1, (7, 7), True),            # 3 output blocks (T = 1), fused residual add
+    (64, 32, 0, (12, 10), False),         # no padding, 2 output blocks
+    (16, 64, (0, 2, 1, 0), (8, 9), False),  # asymmetric pads (7x9 outputs), 4 output blocks
+    (256, 64, 1, (8, 8), True),           # input blocks in chunks (8 of 2)
+])
+def test_winograd_conv_matches_reference(cin, cout, pads, hw, residual):
+    b = kiln.Builder("wino", seed=2)
+    x = b.relu(b.conv2d(b.input("input", (2, cin, *hw)), cin, kernel=1, name="pre"))  # blocked input
+    y = b.conv2d(x, cout, kernel=3, pads=pads, name="conv")
+    if residual:
+        y = b.add(y, b.relu(b.conv2d(x, cout, kernel=1, name="skip")))
+    exe = check_cpu(b.build(b.sigmoid(b.relu(y))))
+    note = next(n for n in notes(exe) if n.startswith("winograd"))
+    assert ("residual" in note) == residual, note
+    if cin == 256:
+        assert "chunks of 2" in note, note
+
+
 def test_chunked_flat_1x1_conv_with_fused_residual():
     """A bottleneck's last 1x1 conv: pixels as flat rows, input blocks in chunks, the residual
     add and relu applied once, after the last chunk."""

@@ -509,3 +509,45 @@ def test_subsample_strided_runs_in_the_cpu_pipeline_on_a_resnet_block():
     rng = np.random.default_rng(0)
     f = {"input": rng.standard_normal((2, 3, 9, 9)).astype(np.float32)}
     np.testing.assert_allclose(exe.run(f)[0], interpret(g, f)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_winograd_convs_marks_blocked_3x3_stride_1_convs():
+    """Blocked 3x3 stride-1 convs with enough output tiles get algo=winograd; a strided one, a
+    plain-layout one, a grouped one and one of 2x2 tiles (under MIN_TILES) are left alone."""
+    from kiln.passes import winograd_convs
+
+    before = parse("""
+    graph g(%x:f32[2,16,8,8]{NCHW16c}) {
+      %a:f32[2,16,8,8]{NCHW16c} = conv2d[pads=1 act=relu] (%x, %w:f32[16,16,3,3] const, %b:f32[16] const)
+      %c:f32[2,16,4,4]{NCHW16c} = conv2d[pads=1 stride=2] (%a, %w)
+      %d:f32[2,16,2,2]{NCHW16c} = conv2d (%c, %w)
+      %e:f32[2,16,8,8]{NCHW16c} = conv2d[pads=1 groups=4] (%a, %wg:f32[16,4,3,3] const)
+      %p:f32[2,16,8,8] = reorder (%a)
+      %f:f32[2,16,8,8] = conv2d[pads=1] (%p, %w)
+      return %a, %c, %d, %e, %f
+    }""", seed=0)
+    expected = parse("""
+    graph g(%x:f32[2,16,8,8]{NCHW16c}) {
+      %a:f32[2,16,8,8]{NCHW16c} = conv2d[pads=1 act=relu algo=winograd] (%x, %w:f32[16,16,3,3] const, %b:f32[16] const)
+      %c:f32[2,16,4,4]{NCHW16c} = conv2d[pads=1 stride=2] (%a, %w)
+      %d:f32[2,16,2,2]{NCHW16c} = conv2d (%c, %w)
+      %e:f32[2,16,8,8]{NCHW16c} = conv2d[pads=1 groups=4] (%a, %wg:f32[16,4,3,3] const)
+      %p:f32[2,16,8,8] = reorder (%a)
+      %f:f32[2,16,8,8] = conv2d[pads=1] (%p, %w)
+      return %a, %c, %d, %e, %f
+    }""", params=before.param_data())
+    after = winograd_convs(before)
+    assert_graph_equal(after, expected)
+    same_outputs(before, after)
+    assert winograd_convs(after) is after  # nothing left to mark
+
+
+def test_winograd_needs_a_3x3_stride_1_conv():
+    g = parse("""
+    graph g(%x:f32[1,16,8,8]) {
+      %y:f32[1,16,4,4] = conv2d[pads=1 stride=2 algo=winograd] (%x, %w:f32[16,16,3,3] const)
+      return %y
+    }""", seed=0)
+    with pytest.raises(Exception, match="algo=winograd needs a 3x3 stride-1 undilated ungrouped conv"):
+        infer_shapes(g)
+

@@ -23,9 +23,9 @@ from ..templating import NP_NAMES
 HEADER = """\
 import math
 import numpy as np
-from numba import carray, cfunc, njit, prange, types
+from numba import carray, cfunc, get_thread_id, njit, prange, types
 from kiln.backends.numba_cpu.launch import address_as_voidptr, launch_parallel, launch_serial
-from kiln.backends.numba_cpu.simd import vadd, vbroadcast, vfma, vlane, vload, vmax, vmin, vmul, vsigmoid, vsplat, vstore, vsum, vzero
+from kiln.backends.numba_cpu.simd import vadd, vbroadcast, vfma, vlane, vload, vmax, vmin, vmul, vsigmoid, vsplat, vstore, vsub, vsum, vzero
 """
 
 NUMBA_TYPES = {"f16": "float16", "f32": "float32", "f64": "float64", "i8": "int8", "u8": "uint8",

@@ -11,7 +11,7 @@ micro-kernel's accumulators are values of this type instead: each lives in one S
                        which numba's a[i] computes for every load)
     vzero()            0.0 in all lanes
     vfma(a, b, c)      a * b + c, fused (llvm.fma.v16f32)
-    vadd, vmul, vmax   lane-wise; vmax is llvm.maxnum (NaN loses, as in relu)
+    vadd, vsub, vmul, vmax   lane-wise; vmax is llvm.maxnum (NaN loses, as in relu)
     vsum(v)            the sum of the lanes
     vlane(v, i)        lane i of v (a scalar)
     vsigmoid(v)        1 / (1 + exp(-v)) lane-wise (llvm.exp; exp(-v) = inf gives 0, not NaN)
@@ -132,6 +132,14 @@ def vfma(typingctx, a, b, c):
 def vadd(typingctx, a, b):
     def codegen(context, builder, sig, args):
         return builder.fadd(args[0], args[1])
+
+    return f32x16(f32x16, f32x16), codegen
+
+
+@intrinsic
+def vsub(typingctx, a, b):
+    def codegen(context, builder, sig, args):
+        return builder.fsub(args[0], args[1])
 
     return f32x16(f32x16, f32x16), codegen
 

@@ -5,6 +5,8 @@ A conv may carry a fused epilogue (fuse_epilogues puts it there): with `residual
 input is added to the result, then `act` is applied: relu, clip to [act_min, act_max], or
 leaky_relu with slope act_alpha below zero (0 < act_alpha <= 1, so it is max(y, alpha y)), or sigmoid.
     y = act(conv(x, w) + b + r)
+`algo` names the algorithm a backend should use, the result being the same: "direct", or
+"winograd" (F(2x2, 3x3), for 3x3 stride-1 undilated ungrouped convs; winograd_convs sets it).
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ def _infer(types, a):
     expect(min(pt, pl, pb, pr) >= 0, f"pads must be >= 0, got {list(a['pads'])}")
     oh = window_out(h, kh, sh, dh, pt, pb)
     ow = window_out(wd, kw, sw, dw, pl, pr)
+    if a["algo"] == "winograd":
+        expect((kh, kw, sh, sw, dh, dw, g) == (3, 3, 1, 1, 1, 1, 1),
+               f"algo=winograd needs a 3x3 stride-1 undilated ungrouped conv, got kernel {kh}x{kw}, "
+               f"stride {[sh, sw]}, dilation {[dh, dw]}, groups {g}")
     if a["residual"]:
         expect(rest[1].shape == (n, m, oh, ow) and rest[1].dtype == x.dtype,
                f"residual must be {x.dtype}[{n},{m},{oh},{ow}], got {rest[1]}")
@@ -132,6 +138,7 @@ register(
             "act_min": Attr("float", 0.0),
             "act_max": Attr("float", 6.0),
             "act_alpha": Attr("float", 0.01, doc="leaky_relu's slope, in (0, 1]"),
+            "algo": Attr("str", "direct", choices=("direct", "winograd"), doc="the algorithm (same result)"),
         },
         infer=_infer,
         reference=_reference,

@@ -1,6 +1,7 @@
 """Convolution kernels (NCHW activations, OIHW weights).
 
-NCHW16c outputs go to conv_blocked.py. Plain layouts take one of three routes, chosen per layer
+NCHW16c outputs go to conv_blocked.py, or to conv_winograd.py when winograd_convs marked the
+conv (algo=winograd) and its input is blocked too. Plain layouts take one of three routes, chosen per layer
 from its shape (the choice is the kernel's note, shown in dumps):
 - `flat grid`: f32 convs, strided ones without dilation, run on 16-lane vector micro-kernels
   over a padded copy of the input where every tap is one flat offset (conv_flat.py). This is
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from ....ir import Node, TensorType
 from ...templating import epilogue_act
-from . import conv_flat
+from . import conv_flat, conv_winograd
 from .common import PARALLEL_MIN, KernelSource, lit
 from .conv_blocked import conv2d_blocked, depthwise_blocked
 from .im2col import geometry, jobs, pointwise, unfold
@@ -110,6 +111,8 @@ def KERNEL({params}):
 
 def conv2d(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
     if outs[0].layout == "NCHW16c":
+        if node.attrs["algo"] == "winograd" and ins[0].layout == "NCHW16c":
+            return conv_winograd.conv2d_winograd(node, ins, outs)
         depthwise = node.attrs["groups"] == ins[0].shape[1] == outs[0].shape[1] > 1
         return (depthwise_blocked if depthwise else conv2d_blocked)(node, ins, outs)
     g = geometry(node, ins[0].shape, ins[1].shape, outs[0].shape)
