@@ -146,19 +146,27 @@ ABLATE = ("fold_conv_bn", "fuse_epilogues", "fuse_elementwise", "subsample_strid
           "reuse_buffers")
 
 
-def ablation(name: str, runs: int) -> str:
-    """The model with each optimisation pass switched off in turn: time and arena size."""
+def ablation(name: str, runs: int, rounds: int = 4) -> str:
+    """The model with each optimisation pass switched off in turn: time and arena size. Every
+    variant is compiled first, then timed in `rounds` blocks taken in turn (shuffled per round):
+    timed one after the other, the first ran slower after the compiles (up to 1.2x here), and the
+    machine's speed drifts over minutes."""
     builder, kwargs = MODELS[name]
     g = kiln.models.get_model(builder, **kwargs)
     rng = np.random.default_rng(0)
     feeds = {v.name: rng.standard_normal(v.type.shape).astype(v.type.np_dtype) for v in g.inputs}
+    exes = {off: kiln.compile(g, target="cpu", skip=(off,) if off else ()) for off in ("", *ABLATE)}
+    times: dict[str, list[float]] = {off: [] for off in exes}
+    order = list(exes)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for off in order:
+            times[off] += timeit(lambda exe=exes[off]: exe.run(feeds), max(1, runs // rounds), warmup=2)
     lines = [f"| {name}: passes | kiln ms | vs all passes | arena MiB |", "|---|---|---|---|"]
-    base = None
-    for off in ("", *ABLATE):
-        exe = kiln.compile(g, target="cpu", skip=(off,) if off else ())
-        ts = timeit(lambda exe=exe: exe.run(feeds), runs)
+    base = statistics.median(times[""])
+    for off, exe in exes.items():
+        ts = times[off]
         arena = sum(n * np.dtype(kiln.ir.DTYPES[d]).itemsize for d, n in exe.compiled.program.arena_sizes.items())
-        base = base or statistics.median(ts)
         label = f"without {off}" if off else "all"
         lines.append(f"| {label} | {fmt(ts)} | {statistics.median(ts) / base:.2f}x | {arena / 2**20:.1f} |")
         print(f"{name} {label}: {fmt(ts)} ms", file=sys.stderr, flush=True)
