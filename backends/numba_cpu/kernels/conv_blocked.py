@@ -142,13 +142,9 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
             out.append(f"{body}o{r} = ((n * {p['CB']} + cb) * {p['H']} + ih) * {p['W'] * 16} + c{r} * 16 if ok{r} else 0")
     out.append(f"{body}wo = ((mb // {T} * {p['CB']} + cb) * {p['KH']} + kh) * {p['KW'] * p['CI'] * T * 16} + kw * {p['CI'] * T * 16}")
     out.append(f"{body}for ci in range({p['CI']}):")
-    inner = body + "    "
-    out += [f"{inner}w{t} = vload(w, wo + ci * {T * 16} + {t * 16})" for t in range(T)]
-    for r in range(count):
-        col = f"iw + {r * p['SW']}"
-        src = f"s{r}, o{r} + ci" if select else f"x, {_x_index(p, col)}"
-        out.append(f"{inner}xv = vbroadcast({src})")
-        out += [f"{inner}a{t}_{r} = vfma(xv, w{t}, a{t}_{r})" for t in range(T)]
+    sw = p["SW"]
+    out += fma_step(T, count, f"wo + ci * {T * 16}", lambda r: f"s{r}, o{r} + ci" if select else
+                    f"x, {_x_index(p, f'iw + {r * sw}')}", body + "    ")
     tail = []
     for r in range(count):  # the residual is in already
         tail += vector_epilogue({**p, "RES": False}, [(f"a{t}_{r}", f"yo{t} + {r * 16}") for t in range(T)])
@@ -158,6 +154,17 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
         out.append(f"{ind}if chunk == {p['CB'] - p['CBK']}:")
         out += [f"{ind}    {line}" for line in tail]
     out += [f"{ind}vstore(y, yo{t} + {r * 16}, a{t}_{r})" for r in range(count) for t in range(T)]
+    return out
+
+
+def fma_step(T: int, count: int, w_index: str, source, ind: str) -> list[str]:
+    """One input channel's step of the micro-kernel: T weight vectors loaded from w at
+    `w_index` + 16 t, and each of `count` input values broadcast once (vbroadcast's arguments
+    `source(r)`) and multiplied into the accumulators a{t}_{r}."""
+    out = [f"{ind}w{t} = vload(w, {w_index} + {t * 16})" for t in range(T)]
+    for r in range(count):
+        out.append(f"{ind}xv = vbroadcast({source(r)})")
+        out += [f"{ind}a{t}_{r} = vfma(xv, w{t}, a{t}_{r})" for t in range(T)]
     return out
 
 

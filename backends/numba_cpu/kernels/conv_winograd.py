@@ -36,7 +36,7 @@ import numpy as np
 
 from ....ir import Node, TensorType
 from .common import KernelSource, job_function
-from .conv_blocked import JOBS_PER_THREAD, STRIP, THREADS, ZEROS, vector_epilogue
+from .conv_blocked import JOBS_PER_THREAD, STRIP, THREADS, ZEROS, fma_step, vector_epilogue
 
 JOB_TILES = 64  # tiles per job, at most
 CHUNK_BYTES = 128 * 1024  # transformed weights per chunk of input blocks (all 16 positions)
@@ -129,11 +129,7 @@ def _strip(p: dict, first: str, count: int, ind: str) -> list[str]:
     out.append(f"{ind}    vi = vo + ((pos * {p['CBK']} + cbl) * {JT} + {first}) * 16")
     out.append(f"{ind}    wi = wo + cbl * {16 * T * 16}")
     out.append(f"{ind}    for ci in range(16):")
-    inner = ind + "        "
-    out += [f"{inner}w{t} = vload(w, wi + ci * {T * 16} + {t * 16})" for t in range(T)]
-    for r in range(count):
-        out.append(f"{inner}xv = vbroadcast(vs, vi + {r * 16} + ci)")
-        out += [f"{inner}a{t}_{r} = vfma(xv, w{t}, a{t}_{r})" for t in range(T)]
+    out += fma_step(T, count, f"wi + ci * {T * 16}", lambda r: f"vs, vi + {r * 16} + ci", ind + "        ")
     out += [f"{ind}vstore(ms, mo{r} + {t * 16}, a{t}_{r})" for r in range(count) for t in range(T)]
     return out
 
