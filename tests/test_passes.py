@@ -551,3 +551,22 @@ def test_winograd_needs_a_3x3_stride_1_conv():
     with pytest.raises(Exception, match="algo=winograd needs a 3x3 stride-1 undilated ungrouped conv"):
         infer_shapes(g)
 
+
+def test_winograd_convs_in_the_cpu_pipeline_on_resnet18():
+    """ResNet-18 at batch 1: every blocked 3x3 stride-1 conv with at least 32 output tiles is
+    marked (layers 1-3: 56x56, 28x28 and 14x14 images), the 7x7 ones (16 tiles) are not, and the
+    summary counts both."""
+    import kiln
+    from kiln.passes import PIPELINES, run_passes
+
+    g, records = run_passes(kiln.models.resnet18(batch=1), PIPELINES[("cpu", "inference")])
+    threes = [n for n in g.nodes if n.op == "conv2d" and g.type_of(n.inputs[1]).shape[2:] == (3, 3)
+              and n.attrs["stride"] == (1, 1)]
+    marked = [n for n in threes if n.attrs["algo"] == "winograd"]
+    assert all(n.outputs[0].type.layout == "NCHW16c" for n in threes)
+    assert sorted({n.outputs[0].type.shape[2] for n in marked}) == [14, 28, 56]
+    assert {n.outputs[0].type.shape[2] for n in threes if n not in marked} == {7}
+    assert len(marked) == 10 and len(threes) == 13
+    record = next(r for r in records if r.name == "winograd_convs")
+    assert record.summary == "10 conv(s) as winograd F(2x2,3x3); 3 declined: under 32 output tiles"
+
