@@ -45,6 +45,12 @@ def strip_width(ow: int, most: int) -> int:
     return -(-ow // strips)
 
 
+def chunk_blocks(cb: int, per_block: int) -> int:
+    """Input blocks per chunk: the most, dividing `cb`, whose weights (`per_block` bytes each)
+    fit CHUNK_BYTES; at least one."""
+    return max(d for d in range(1, cb + 1) if cb % d == 0 and (d == 1 or d * per_block <= CHUNK_BYTES))
+
+
 def flat_row(hw: int, most: int) -> int:
     """Pixels per virtual row when a 1x1 stride-1 conv runs over the image's pixels as one flat
     sequence: the divisor of H*W in [48, 256] that wastes least in strips of up to `most`."""
@@ -71,7 +77,7 @@ def _plan(node: Node, ins, outs) -> dict:
     per_block = t * kh * kw * ci * 16 * 4  # bytes of weights per input block, for T output blocks
     # input blocks per chunk: the accumulators stay in registers through a chunk, whose weights
     # stay in L2 across the job's rows; all of them when they fit
-    cbk = max(d for d in range(1, cb + 1) if cb % d == 0 and (d == 1 or d * per_block <= CHUNK_BYTES))
+    cbk = chunk_blocks(cb, per_block)
     # rows per job: enough pixels that a chunk's weights, once read, serve many strips,
     # while every thread keeps several jobs
     groups = n * (mb // t)

@@ -20,9 +20,10 @@ channels is a matrix product V_p[tiles, C] @ U_p[C, M], run on the direct conv's
 Jobs: (T output blocks, a run of up to JOB_TILES tiles), the batch's tiles numbered image by
 image, row by row, so a job may span images (a 7x7 image has 16 tiles: weights read once per
 job would otherwise serve only those; ResNet-18's 7x7 3x3 convs at batch 8: 11.1 -> 7.1 ms). Per
-chunk of input blocks (chunk weights, all 16 positions, up to CHUNK_BYTES): the job's input
-tiles are transformed into V (per-thread scratch, zeros outside the image), then the 16
-products accumulate into M (per-thread scratch, [position, tile, T, 16]); after the last chunk
+chunk of input blocks (their transformed weights, all 16 positions, up to conv_blocked's
+CHUNK_BYTES): the job's input tiles are transformed into V (per-thread scratch, zeros outside
+the image), then the 16 products accumulate into M (per-thread scratch, [position, tile, T,
+16]); after the last chunk
 each tile's M is transformed back, the bias, residual and activation applied, and the 2x2
 outputs stored (those inside the image). The residual is read right before the output at the
 same place is written, so the output may take the residual's bytes.
@@ -36,10 +37,9 @@ import numpy as np
 
 from ....ir import Node, TensorType
 from .common import KernelSource, job_function
-from .conv_blocked import JOBS_PER_THREAD, STRIP, THREADS, ZEROS, fma_step, vector_epilogue
+from .conv_blocked import JOBS_PER_THREAD, STRIP, THREADS, ZEROS, chunk_blocks, fma_step, vector_epilogue
 
 JOB_TILES = 64  # tiles per job, at most
-CHUNK_BYTES = 128 * 1024  # transformed weights per chunk of input blocks (all 16 positions)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 
 
@@ -71,7 +71,7 @@ def _plan(node: Node, ins, outs) -> dict:
     sizes = [jt for jt in range(1, min(JOB_TILES, total) + 1) if jt == 1 or jobs(jt) >= JOBS_PER_THREAD * THREADS]
     jt = min(sizes, key=lambda jt: (waste(jt) > 0.05, waste(jt) if waste(jt) > 0.05 else 0, -jt))
     per_block = 16 * 16 * t * 16 * 4
-    cbk = max(d for d in range(1, cb + 1) if cb % d == 0 and (d == 1 or d * per_block <= CHUNK_BYTES))
+    cbk = chunk_blocks(cb, per_block)
     return dict(N=n, C=c, H=h, W=w, M=m, OH=oh, OW=ow, PT=pt, PL=pl, MB=mb, CB=cb, T=t, R=STRIP[t], TH=th, TW=tw,
                 TILES=total, NJ=-(-total // jt), JT=jt, CBK=cbk, VS=16 * cbk * jt * 16, MS=16 * jt * t * 16,
                 RES=node.attrs["residual"], ACT=node.attrs["act"], ALO=node.attrs["act_min"],
