@@ -4,6 +4,7 @@ IR (the lowest floor) so every layer can raise them, and gathered here for users
 from __future__ import annotations
 
 from .ir.errors import (
+    ConcurrencyError,
     InputError,
     IRError,
     KilnError,
@@ -15,5 +16,5 @@ from .ir.errors import (
     VerifyError,
 )
 
-__all__ = ["IRError", "InputError", "KilnError", "ModelError", "ParseError", "PassError", "ShapeError",
+__all__ = ["ConcurrencyError", "IRError", "InputError", "KilnError", "ModelError", "ParseError", "PassError", "ShapeError",
            "UnsupportedError", "VerifyError"]

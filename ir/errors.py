@@ -36,6 +36,11 @@ class InputError(KilnError):
     """A run was given the wrong inputs: which input, expected vs given."""
 
 
+class ConcurrencyError(KilnError):
+    """An object that serves one caller at a time (a Trainer's step) was entered by a second
+    thread while the first was inside it."""
+
+
 class PassError(KilnError):
     """A pass failed or broke the IR; names the pass and the passes run before it."""
 

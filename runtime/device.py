@@ -8,10 +8,15 @@ device, so they never alias the runner's buffers) when every input was already o
 `returned` says which the last run gave. `into` names outputs to write straight into the
 caller's device arrays instead (no copies): a trainer keeps its weights and optimizer state on
 the device that way, reading one set and writing the other each step.
+
+One CUDA program has one device arena, so runs from several threads take turns (a lock around
+each run): every caller gets its own correct outputs, and the device is busy with one run at a
+time, as it would be anyway with kernels launched on the default stream.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 
@@ -34,6 +39,7 @@ class DeviceRunner:
         self.cuda = cuda
         self.external: dict[str, object] = {}
         self.returned = "host"
+        self._lock = threading.Lock()
         g = compiled.program.graph
         # staging for numpy inputs and the outputs kernels write: allocated once, reused per run
         self.buffers = {name: cuda.device_array(max(g.type_of(name).numel, 1), dtype=g.type_of(name).np_dtype)
@@ -74,7 +80,10 @@ class DeviceRunner:
             self.c.kernels[launch.kernel][blocks, threads](*(self.view(a) for a in launch.args))
 
     def __call__(self, feeds: Mapping[str, object], into: Mapping[str, object] | None = None) -> list:
-        into = into or {}
+        with self._lock:
+            return self._run(feeds, into or {})
+
+    def _run(self, feeds: Mapping[str, object], into: Mapping[str, object]) -> list:
         on_device = self._bind(feeds, into)
         self._launch_all()
         g = self.c.program.graph
@@ -96,10 +105,15 @@ class DeviceRunner:
             else:
                 outs.append(arr.copy_to_host().reshape(t.shape))
         self.returned = "device" if on_device else "host"
+        self.external = {}
         return outs
 
     def profile(self, feeds: Mapping[str, object], repeat: int = 5) -> list[dict]:
         """Each launch on its own, synchronised, best of `repeat`."""
+        with self._lock:
+            return self._profile(feeds, repeat)
+
+    def _profile(self, feeds: Mapping[str, object], repeat: int) -> list[dict]:
         self._bind(feeds, {})
         rows = []
         for launch in self.c.program.launches:

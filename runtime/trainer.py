@@ -9,16 +9,22 @@ On the cuda target the state stays on the device: two sets of device arrays, the
 one and writing the next values straight into the other (Executable.run's `into`), then the two
 swap; per step only the batch, the labels and the hyper-parameters go over, and the loss and
 the model's outputs come back. `state` and `state_dict()` copy it to the host when asked.
+
+Threads: a step reads the state and replaces it, so one trainer takes one step at a time; a
+second thread calling `step` (or `load_state_dict`) while a step is running gets a
+ConcurrencyError rather than a silently interleaved update. `predict`, `evaluate` and
+`state_dict` wait for a running step to finish and then read a consistent state.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 
 import numpy as np
 
 from ..ir import Graph, Param, get_op
-from ..ir.errors import InputError
+from ..ir.errors import ConcurrencyError, InputError
 
 
 class Trainer:
@@ -33,6 +39,14 @@ class Trainer:
         self._spare = {k: self._put(spec.state[k]) for k in spec.updates} if self._on_device else {}
         self.steps = 0
         self.last_outputs: list[np.ndarray] = []
+        self._lock = threading.Lock()  # held for a step and a state load; readers wait on it
+
+    def _exclusive(self, what: str):
+        if not self._lock.acquire(blocking=False):
+            raise ConcurrencyError(f"Trainer.{what} was called while another thread is inside a step or a state "
+                                   "load of this trainer; a trainer takes one step at a time (use one trainer "
+                                   "per thread, or a lock around step)")
+        return self._lock
 
     def _put(self, value: np.ndarray):
         """A private copy of a state array: on the device for the cuda target."""
@@ -78,6 +92,10 @@ class Trainer:
 
     def step(self, feeds: Mapping[str, np.ndarray]) -> float:
         """One forward, backward and update on a batch; returns the batch's loss (before the update)."""
+        with self._exclusive("step"):
+            return self._step(feeds)
+
+    def _step(self, feeds: Mapping[str, np.ndarray]) -> float:
         run = {**self._model_feeds(feeds), **self._labels(feeds, self.spec.mask is not None),
                self.spec.hyper: self.optimizer.hyper(self.steps), **self._state}
         if self.spec.step is not None:
@@ -100,8 +118,11 @@ class Trainer:
     # -- evaluation --------------------------------------------------------------------------
     def predict(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """The model's outputs in inference form (running statistics, no dropout)."""
-        state = {v.name: self._state[v.name] for v in self._eval_exe.graph.inputs if v.name in self._state}
-        return self._eval_exe.run({**self._model_feeds(feeds), **state})
+        with self._lock:
+            state = {v.name: self._state[v.name] for v in self._eval_exe.graph.inputs if v.name in self._state}
+            if self._on_device:  # the next step writes into these device arrays: run before it starts
+                return self._eval_exe.run({**self._model_feeds(feeds), **state})
+        return self._eval_exe.run({**self._model_feeds(feeds), **state})  # host state is replaced, never written
 
     def evaluate(self, feeds: Mapping[str, np.ndarray]) -> dict[str, float]:
         """Loss and accuracy of the inference form on labelled data (rows kept by 'mask' if given)."""
@@ -115,11 +136,16 @@ class Trainer:
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every weight, running statistic and optimizer slot, plus the step count."""
-        host = self.state
-        return {**{k: (v.copy() if host is self._state else v) for k, v in host.items()},
-                "__step__": np.array(self.steps)}
+        with self._lock:
+            host = self.state
+            return {**{k: (v.copy() if host is self._state else v) for k, v in host.items()},
+                    "__step__": np.array(self.steps)}
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        with self._exclusive("load_state_dict"):
+            self._load_state_dict(state)
+
+    def _load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
         missing = sorted(set(self._state) - set(state))
         unknown = sorted(set(state) - set(self._state) - {"__step__"})
         if missing or unknown:
