@@ -18,6 +18,20 @@ NP_NAMES = {"f16": "np.float16", "f32": "np.float32", "f64": "np.float64", "i8":
             "u32": "np.uint32", "i64": "np.int64", "u64": "np.uint64", "bool": "np.bool_"}
 
 
+# What a kernel "compiled with fastmath" may assume: reorder sums, contract to FMAs, use fast
+# reciprocals and library calls, ignore the sign of zero. Not numba's fastmath=True, which also
+# assumes no NaN and no Inf ('nnan', 'ninf'): LLVM then folds `v != v` to False and turns
+# NaN-propagating max and min into ones that drop NaN, so a NaN input would come out as a
+# number on one layout and as NaN on another.
+FASTMATH_FLAGS = "{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}"
+
+
+def fastmath_option(fastmath: bool | str) -> str:
+    """The `fastmath=` argument for a numba decorator: True -> FASTMATH_FLAGS, False -> False,
+    a flag set written as text passes through."""
+    return FASTMATH_FLAGS if fastmath is True else str(fastmath)
+
+
 def lit(x: float, dtype: str = "f32") -> str:
     """A scalar literal of IR dtype `dtype` (infinities spelled for numba)."""
     if dtype.startswith(("i", "u")):
@@ -67,7 +81,7 @@ def collapse(shape: Sequence[int], *stride_sets: Sequence[int]) -> tuple[list[in
 def unary_expr(node: Node, t: TensorType) -> str:
     a, d = node.attrs, t.dtype
     if node.op == "relu":
-        return f"v if v > {lit(0, d)} else {lit(0, d)}"
+        return f"{lit(0, d)} if v < {lit(0, d)} else v"  # NaN stays NaN
     if node.op == "leaky_relu":
         return f"v if v >= {lit(0, d)} else v * {lit(a['alpha'], d)}"
     if node.op == "sigmoid":

@@ -2,12 +2,14 @@
 
 Every kernel is a module of its own, named after the hash of its source and signature, in a
 cache directory keyed by the numba, llvmlite and Python versions (`$KILN_CACHE_DIR` or
-`~/.cache/kiln`). Functions carry an explicit signature and `cache=True`, so importing a module
+`~/.cache/kiln`) and by a digest of the intrinsics they link against. Functions carry an explicit signature and `cache=True`, so importing a module
 compiles it once and later processes load the machine code from numba's cache beside it.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import os
 import sys
@@ -18,7 +20,7 @@ import llvmlite
 import numba
 
 from ..lowering import Kernel, Program, Slot
-from ..templating import NP_NAMES
+from ..templating import FASTMATH_FLAGS, NP_NAMES, fastmath_option
 
 HEADER = """\
 import math
@@ -33,9 +35,21 @@ NUMBA_TYPES = {"f16": "float16", "f32": "float32", "f64": "float64", "i8": "int8
                "u64": "uint64", "bool": "boolean"}
 
 
+@functools.cache
+def _library_digest() -> str:
+    """A digest of the code every kernel module links against (the SIMD intrinsics, the launcher)
+    and of the fastmath flags: numba's cache checks a module's own source only, so a change to
+    these must lead to a cache of its own, not to stale machine code."""
+    h = hashlib.sha1(FASTMATH_FLAGS.encode())
+    for name in ("simd.py", "launch.py"):
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:8]
+
+
 def cache_dir() -> Path:
     root = Path(os.environ.get("KILN_CACHE_DIR") or Path.home() / ".cache" / "kiln")
-    tag = f"numba{numba.__version__}-llvmlite{llvmlite.__version__}-py{sys.version_info[0]}{sys.version_info[1]}"
+    tag = f"numba{numba.__version__}-llvmlite{llvmlite.__version__}-py{sys.version_info[0]}{sys.version_info[1]}" \
+        f"-{_library_digest()}"
     path = root / tag
     path.mkdir(parents=True, exist_ok=True)
     if str(path) not in sys.path:
@@ -51,7 +65,7 @@ def kernel_source(k: Kernel) -> str:
     if k.jobs:
         return _job_kernel_source(k)
     deco = (f"@njit({signature(k.arg_dtypes)!r}, cache=True, nogil=True, parallel={k.parallel}, "
-            f"fastmath={k.fastmath}, error_model='numpy', boundscheck=False)")
+            f"fastmath={fastmath_option(k.fastmath)}, error_model='numpy', boundscheck=False)")
     body = k.body.rstrip().replace(f"def {k.name}(", f"{deco}\ndef {k.name}(", 1)
     return f"# kiln kernel: {k.note}\n{HEADER}\n\n{body}\n"
 
@@ -62,7 +76,7 @@ JOB_SIGNATURE = "types.void(types.CPointer(types.int64), types.int64)"
 def _job_kernel_source(k: Kernel) -> str:
     """A job kernel: its serial job function, and a C callback `void name(int64 *argv, int64 job)`
     (argv: address and element count of each array) that the launcher calls by address."""
-    opts = f"cache=True, nogil=True, fastmath={k.fastmath}, error_model='numpy', boundscheck=False"
+    opts = f"cache=True, nogil=True, fastmath={fastmath_option(k.fastmath)}, error_model='numpy', boundscheck=False"
     body = k.body.rstrip().replace(f"def {k.name}_job(", f"@njit({opts})\ndef {k.name}_job(", 1)
     head = k.body[k.body.index(f"def {k.name}_job("):]
     names = [a.strip() for a in head[head.index("(") + 1:head.index(")")].split(",")][:-1]  # less `job`

@@ -11,7 +11,10 @@ micro-kernel's accumulators are values of this type instead: each lives in one S
                        which numba's a[i] computes for every load)
     vzero()            0.0 in all lanes
     vfma(a, b, c)      a * b + c, fused (llvm.fma.v16f32)
-    vadd, vsub, vmul, vmax   lane-wise; vmax is llvm.maxnum (NaN loses, as in relu)
+    vadd, vsub, vmul         lane-wise
+    vmax, vmin         lane-wise, NaN-propagating: a lane where either side is NaN gives NaN
+                       (as numpy's maximum and onnxruntime's Relu, Clip and MaxPool do;
+                       llvm.maxnum would drop the NaN)
     vsum(v)            the sum of the lanes
     vlane(v, i)        lane i of v (a scalar)
     vsigmoid(v)        1 / (1 + exp(-v)) lane-wise (llvm.exp; exp(-v) = inf gives 0, not NaN)
@@ -152,10 +155,16 @@ def vmul(typingctx, a, b):
     return f32x16(f32x16, f32x16), codegen
 
 
+def _nan_select(builder, op: str, a, b):
+    """a `op` b ? a : b, lane-wise, and a + b (NaN) in lanes where either side is NaN."""
+    picked = builder.select(builder.fcmp_ordered(op, a, b), a, b)
+    return builder.select(builder.fcmp_unordered("uno", a, b), builder.fadd(a, b), picked)
+
+
 @intrinsic
 def vmax(typingctx, a, b):
     def codegen(context, builder, sig, args):
-        return _call(builder, "llvm.maxnum.v16f32", args)
+        return _nan_select(builder, ">", args[0], args[1])
 
     return f32x16(f32x16, f32x16), codegen
 
@@ -163,7 +172,7 @@ def vmax(typingctx, a, b):
 @intrinsic
 def vmin(typingctx, a, b):
     def codegen(context, builder, sig, args):
-        return _call(builder, "llvm.minnum.v16f32", args)
+        return _nan_select(builder, "<", args[0], args[1])
 
     return f32x16(f32x16, f32x16), codegen
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ...lowering import KernelSource  # noqa: F401  (re-exported for templates)
-from ...templating import NP_NAMES, broadcast_strides, collapse, lit, plain_only_for, strides  # noqa: F401  (re-exported)
+from ...templating import NP_NAMES, broadcast_strides, collapse, fastmath_option, lit, plain_only_for, strides  # noqa: F401  (re-exported)
 
 PARALLEL_MIN = 1 << 15  # below this many elements a prange costs more than it saves
 
@@ -58,6 +58,6 @@ def parallel_jobs(args: str, jobs: int, body: Sequence[str], fastmath: bool = Tr
     compiled the job function twice. A kernel that is only its jobs is a job kernel instead
     (job_function), which needs no parallel compile at all."""
     inner = [line.removeprefix("    ") for line in body]
-    return "\n".join([JOB_DECORATOR.format(fastmath=fastmath), f"def KERNEL_job({args}, job):", *inner, "",
+    return "\n".join([JOB_DECORATOR.format(fastmath=fastmath_option(fastmath)), f"def KERNEL_job({args}, job):", *inner, "",
                       "", f"def KERNEL({args}):", f"    for job in prange({jobs}):",
                       f"        KERNEL_job({args}, np.int64(job))"]) + "\n"
