@@ -18,6 +18,7 @@ ConcurrencyError rather than a silently interleaved update. `predict`, `evaluate
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
 
@@ -41,12 +42,17 @@ class Trainer:
         self.last_outputs: list[np.ndarray] = []
         self._lock = threading.Lock()  # held for a step and a state load; readers wait on it
 
+    @contextlib.contextmanager
     def _exclusive(self, what: str):
+        """Hold the trainer's lock for a step or a state load; a second thread gets an error."""
         if not self._lock.acquire(blocking=False):
             raise ConcurrencyError(f"Trainer.{what} was called while another thread is inside a step or a state "
                                    "load of this trainer; a trainer takes one step at a time (use one trainer "
                                    "per thread, or a lock around step)")
-        return self._lock
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _put(self, value: np.ndarray):
         """A private copy of a state array: on the device for the cuda target."""
