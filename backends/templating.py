@@ -78,6 +78,64 @@ def collapse(shape: Sequence[int], *stride_sets: Sequence[int]) -> tuple[list[in
     return [dims[k] for k in keep], [[s[k] for k in keep] for s in sets]
 
 
+_SP = "(max({v}, 0.0) + math.log1p(math.exp(-abs({v}))))"  # softplus, without overflow
+
+# The table activations (ir/ops/elementwise.py, ACTIVATIONS) as scalar expressions for numba's
+# cpu and cuda code: `v` the input (or the saved x / y for a derivative), `a` the node's attrs.
+# Constants are Python floats, so f32 inputs compute in float64 and round once when stored, as
+# the reference does; NaN in gives NaN out (numba's max(v, 0) keeps a NaN first argument).
+ACT_EXPRS = {
+    "exp": lambda v, a: f"math.exp({v})",
+    # guarded so Python's math (the CUDA simulator's) answers as numba's does, not ValueError
+    "log": lambda v, a: f"(math.log({v}) if {v} > 0.0 else (-math.inf if {v} == 0.0 else math.nan))",
+    "sqrt": lambda v, a: f"(math.sqrt({v}) if {v} >= 0.0 else math.nan)",
+    "abs": lambda v, a: f"abs({v})",
+    "neg": lambda v, a: f"-({v})",
+    "reciprocal": lambda v, a: f"1.0 / ({v})",
+    "erf": lambda v, a: f"math.erf({v})",
+    "elu": lambda v, a: f"({v} if {v} > 0.0 else {a['alpha']!r} * math.expm1({v}))",
+    "selu": lambda v, a: f"{a['gamma']!r} * ({v} if {v} > 0.0 else {a['alpha']!r} * math.expm1({v}))",
+    "softplus": lambda v, a: _SP.format(v=v),
+    "softsign": lambda v, a: f"{v} / (1.0 + abs({v}))",
+    "hard_sigmoid": lambda v, a: f"min(max({a['alpha']!r} * {v} + {a['beta']!r}, 0.0), 1.0)",
+    "hard_swish": lambda v, a: f"{v} * min(max({v} / 6.0 + 0.5, 0.0), 1.0)",
+    "gelu": lambda v, a: f"0.5 * {v} * (1.0 + math.erf({v} * {1 / math.sqrt(2)!r}))",
+    "gelu_tanh": lambda v, a: f"0.5 * {v} * (1.0 + math.tanh({math.sqrt(2 / math.pi)!r} * ({v} + 0.044715 * {v} * {v} * {v})))",
+    "mish": lambda v, a: f"{v} * math.tanh({_SP.format(v=v)})",
+    "silu": lambda v, a: f"{v} / (1.0 + math.exp(-{v}))",
+}
+
+_GT = f"math.tanh({math.sqrt(2 / math.pi)!r} * ({{r}} + 0.044715 * {{r}} * {{r}} * {{r}}))"
+ACT_DERIVS = {  # d act / dx from the saved tensor r (x or y, as the table says)
+    "exp": lambda r, a: f"{r}",
+    "log": lambda r, a: f"1.0 / {r}",
+    "sqrt": lambda r, a: f"0.5 / {r}",
+    "abs": lambda r, a: f"(1.0 if {r} > 0.0 else (-1.0 if {r} < 0.0 else 0.0))",
+    "neg": lambda r, a: "-1.0",
+    "reciprocal": lambda r, a: f"-({r}) * {r}",
+    "erf": lambda r, a: f"{2 / math.sqrt(math.pi)!r} * math.exp(-({r}) * {r})",
+    "elu": lambda r, a: f"(1.0 if {r} > 0.0 else {a['alpha']!r} * math.exp({r}))",
+    "selu": lambda r, a: f"{a['gamma']!r} * (1.0 if {r} > 0.0 else {a['alpha']!r} * math.exp({r}))",
+    "softplus": lambda r, a: f"1.0 / (1.0 + math.exp(-{r}))",
+    "softsign": lambda r, a: f"1.0 / ((1.0 + abs({r})) * (1.0 + abs({r})))",
+    "hard_sigmoid": lambda r, a: f"({a['alpha']!r} if 0.0 < {a['alpha']!r} * {r} + {a['beta']!r} < 1.0 else 0.0)",
+    "hard_swish": lambda r, a: f"(0.0 if {r} < -3.0 else (1.0 if {r} > 3.0 else (2.0 * {r} + 3.0) / 6.0))",
+    "gelu": lambda r, a: f"0.5 * (1.0 + math.erf({r} * {1 / math.sqrt(2)!r})) + {r} * {1 / math.sqrt(2 * math.pi)!r} "
+                         f"* math.exp(-0.5 * {r} * {r})",
+    "gelu_tanh": lambda r, a: f"0.5 * (1.0 + {_GT.format(r=r)}) + 0.5 * {r} * (1.0 - {_GT.format(r=r)} ** 2) * "
+                              f"{math.sqrt(2 / math.pi)!r} * (1.0 + {3 * 0.044715!r} * {r} * {r})",
+    "mish": lambda r, a: f"math.tanh({_SP.format(v=r)}) + {r} / (1.0 + math.exp(-{r})) * "
+                         f"(1.0 - math.tanh({_SP.format(v=r)}) ** 2)",
+    "silu": lambda r, a: f"(1.0 + {r} * (1.0 - 1.0 / (1.0 + math.exp(-{r})))) / (1.0 + math.exp(-{r}))",
+}
+
+
+def act_derivative_expr(act: str, a, d: str, r: str) -> str | None:
+    """d act / dx of a table activation from the saved tensor's element `r`, or None for the
+    activations each backend writes itself (relu, leaky_relu, sigmoid, tanh, clip)."""
+    return f"({ACT_DERIVS[act](r, a)})" if act in ACT_DERIVS else None
+
+
 def unary_expr(node: Node, t: TensorType) -> str:
     a, d = node.attrs, t.dtype
     if node.op == "relu":
@@ -94,6 +152,8 @@ def unary_expr(node: Node, t: TensorType) -> str:
             info = np.iinfo(t.np_dtype)
             lo, hi = int(min(max(lo, info.min), info.max)), int(min(max(hi, info.min), info.max))
         return f"min(max(v, {lit(lo, d)}), {lit(hi, d)})"
+    if node.op in ACT_EXPRS:
+        return ACT_EXPRS[node.op]("v", a)
     if node.op in ("copy", "identity", "dropout", "reshape", "flatten"):
         return "v"
     raise KeyError(node.op)
@@ -132,6 +192,8 @@ def epilogue_act(a, d: str, v: str) -> str:
         return f"max({v}, ({v}) * {lit(a['act_alpha'], d)})"
     if act == "sigmoid":
         return f"{lit(1, d)} / ({lit(1, d)} + math.exp(-({v})))"
+    if act == "silu":
+        return f"({v}) / ({lit(1, d)} + math.exp(-({v})))"
     return v
 
 

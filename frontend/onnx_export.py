@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from ..ir import Graph, Node, verify
 from ..ir.errors import UnsupportedError
 from ..ir.graph import fresh_name
 from ..ir.ops.conv import window_out
+from ..ir.ops.elementwise import ACTIVATIONS
 from ..ir.types import FLOAT_DTYPES
 from ..ir.verify import node_label
 
@@ -95,11 +97,11 @@ def _conv(ex: _Exporter, node: Node):
     steps = [(op, ins[:3] if a["residual"] else ins, {**attrs, "kernel_shape": list(ex.g.type_of(node.inputs[1]).shape[2:])})]
     if a["residual"]:
         steps.append(("Add", [None, node.inputs[3]], {}))
-    return _emit_steps(ex, node, steps + _act_steps(ex, node), None)
+    return _emit_steps(ex, node, steps + _act_steps(ex, node, len(steps) - 1), None)
 
 
-def _act_steps(ex: _Exporter, node: Node) -> list:
-    """A fused activation (conv2d's or gemm's act attributes) as an ONNX step."""
+def _act_steps(ex: _Exporter, node: Node, x: int) -> list:
+    """A fused activation (conv2d's or gemm's act attributes) as ONNX steps after step `x`."""
     a = node.attrs
     if a["act"] == "relu":
         return [("Relu", [None], {})]
@@ -109,26 +111,77 @@ def _act_steps(ex: _Exporter, node: Node) -> list:
         return [("LeakyRelu", [None], {"alpha": a["act_alpha"]})]
     if a["act"] == "sigmoid":
         return [("Sigmoid", [None], {})]
+    if a["act"] == "silu":  # reads the last step before it (the conv, or its residual Add) twice
+        return _table_act_steps(ex, node, "silu", {}, x)
     return []
 
 
 def _gemm(ex: _Exporter, node: Node):
     """Gemm, then its fused activation, if any, as a node of its own."""
     op, ins, attrs = _op("Gemm", alpha="alpha", beta="beta", transA="trans_a", transB="trans_b")(ex, node)
-    return _emit_steps(ex, node, [(op, ins, attrs), *_act_steps(ex, node)], None)
+    return _emit_steps(ex, node, [(op, ins, attrs), *_act_steps(ex, node, 0)], None)
 
 
 def _emit_steps(ex: _Exporter, node: Node, steps, first):
     """Every step but the last as its own ONNX node (a None input is the previous step's
-    output, or `first` for the first step); the last step is returned for the caller to emit
-    under the node's output name."""
-    prev = first
+    output, or `first` for the first step; an int k is step k's output, -1 `first`); the last
+    step is returned for the caller to emit under the node's output name."""
+    outs: list[str] = []
+
+    def resolve(i):
+        if i is None:
+            return outs[-1] if outs else first
+        if isinstance(i, int):
+            return outs[i] if i >= 0 else first
+        return i
+
     for k, (op_type, step_ins, step_attrs) in enumerate(steps[:-1]):
         out = f"{node.outputs[0].name}.{op_type.lower()}{k}"
-        ex.nodes.append(helper.make_node(op_type, [prev if i is None else i for i in step_ins], [out], **step_attrs))
-        prev = out
+        ex.nodes.append(helper.make_node(op_type, [resolve(i) for i in step_ins], [out], **step_attrs))
+        outs.append(out)
     op_type, step_ins, step_attrs = steps[-1]
-    return op_type, [prev if i is None else i for i in step_ins], step_attrs
+    return op_type, [resolve(i) for i in step_ins], step_attrs
+
+
+def _table_act_steps(ex: _Exporter, node: Node, act: str, a, x) -> list:
+    """A table activation (ir/ops/elementwise.py, ACTIVATIONS) as ONNX steps reading `x` (a
+    name, or a step index as in _emit_steps); ops newer than the export opset are written out
+    in older ones (Mish before 18, Gelu before 20, HardSwish before 14)."""
+    simple = {"exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs", "neg": "Neg", "reciprocal": "Reciprocal",
+              "erf": "Erf", "softplus": "Softplus", "softsign": "Softsign"}
+    c = partial(ex.scalar, node)
+    if act in simple:
+        return [(simple[act], [x], {})]
+    if act == "elu":
+        return [("Elu", [x], {"alpha": a["alpha"]})]
+    if act == "selu":
+        return [("Selu", [x], {"alpha": a["alpha"], "gamma": a["gamma"]})]
+    if act == "hard_sigmoid":
+        return [("HardSigmoid", [x], {"alpha": a["alpha"], "beta": a["beta"]})]
+    if act == "hard_swish":
+        if ex.opset >= 14:
+            return [("HardSwish", [x], {})]
+        return [("HardSigmoid", [x], {"alpha": 1 / 6, "beta": 0.5}), ("Mul", [x, None], {})]
+    if act == "silu":
+        return [("Sigmoid", [x], {}), ("Mul", [x, None], {})]
+    if act == "mish":
+        if ex.opset >= 18:
+            return [("Mish", [x], {})]
+        return [("Softplus", [x], {}), ("Tanh", [None], {}), ("Mul", [x, None], {})]
+    if act in ("gelu", "gelu_tanh") and ex.opset >= 20:
+        return [("Gelu", [x], {"approximate": "none" if act == "gelu" else "tanh"})]
+    if act == "gelu":  # x (1 + erf(x / sqrt 2)) / 2
+        return [("Div", [x, c("sqrt2", math.sqrt(2))], {}), ("Erf", [None], {}), ("Add", [None, c("one", 1.0)], {}),
+                ("Mul", [x, None], {}), ("Mul", [None, c("half", 0.5)], {})]
+    if act == "gelu_tanh":  # x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2
+        return [("Mul", [x, x], {}), ("Mul", [x, None], {}), ("Mul", [None, c("k3", 0.044715)], {}),
+                ("Add", [x, None], {}), ("Mul", [None, c("k", math.sqrt(2 / math.pi))], {}), ("Tanh", [None], {}),
+                ("Add", [None, c("one", 1.0)], {}), ("Mul", [x, None], {}), ("Mul", [None, c("half", 0.5)], {})]
+    raise ex.fail(node, f"no ONNX form for activation {act!r}")
+
+
+def _table_act(ex: _Exporter, node: Node):
+    return _emit_steps(ex, node, _table_act_steps(ex, node, node.op, node.attrs, node.inputs[0]), node.inputs[0])
 
 
 def _fused_elementwise(ex: _Exporter, node: Node):
@@ -139,7 +192,9 @@ def _fused_elementwise(ex: _Exporter, node: Node):
     binary = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div"}
     steps = []
     for op, a in parse_steps(node.attrs["steps"]):
-        if op == "clip":
+        if op in ACTIVATIONS:
+            steps += _table_act_steps(ex, node, op, a, len(steps) - 1)
+        elif op == "clip":
             steps.append(("Clip", [None, ex.scalar(node, "min", a["min"]), ex.scalar(node, "max", a["max"])], {}))
         elif op in unary:
             steps.append((unary[op], [None], {"alpha": a["alpha"]} if op == "leaky_relu" else {}))
@@ -280,6 +335,7 @@ CONVERTERS: dict[str, Converter] = {
     "pad": _pad,
     "reduce_sum": _reduce_sum,
     "spmm": _spmm,
+    **dict.fromkeys(ACTIVATIONS, _table_act),
     **dict.fromkeys(TRAINING_ONLY, _training_only),
 }
 

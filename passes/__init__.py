@@ -17,6 +17,7 @@ from .identities import remove_identities
 from .infer_shapes import infer_shapes, with_input_shapes
 from .manager import Pass, PassError, PassRecord, note, run_passes
 from .reassociate_matmuls import reassociate_matmuls
+from .recognise_activations import recognise_activations
 from .reuse_buffers import buffer_stats, reuse_buffers
 from .select_layout import select_layout
 from .subsample_strided import subsample_strided
@@ -34,6 +35,7 @@ INFERENCE_CLEANUP = [
 
 CPU_INFERENCE = [
     *INFERENCE_CLEANUP,
+    Pass("recognise_activations", recognise_activations, "x*sigmoid(x) -> silu, Gelu/Mish/HardSwish expansions -> one op"),
     Pass("reassociate_matmuls", reassociate_matmuls, "multiply adjacency-feature-weight chains in the cheaper order"),
     Pass("fold_conv_bn", fold_conv_bn, "fold inference batch_norm into the convolution before it"),
     Pass("fuse_epilogues", fuse_epilogues, "run residual adds and activations in the conv's kernel"),

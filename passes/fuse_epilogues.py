@@ -5,7 +5,7 @@ Rewrite (each step only when the conv's result has that one reader and is no gra
     relu(conv(x, w, b))               -> conv[act=relu](x, w, b)
     clip(conv(x, w, b))               -> conv[act=clip act_min act_max](x, w, b)
     leaky_relu(conv(x, w, b))         -> conv[act=leaky_relu act_alpha](x, w, b)   (0 < alpha <= 1)
-    sigmoid(conv(x, w, b))            -> conv[act=sigmoid](x, w, b)
+    sigmoid(conv(x, w, b))            -> conv[act=sigmoid](x, w, b)     (and silu: act=silu)
     relu(gemm(a, b, c))               -> gemm[act=relu](a, b, c)      (and clip, leaky_relu, sigmoid)
     add(conv(x, w, b), r)             -> conv[residual](x, w, b, r)        (r the same shape)
     relu(add(conv(x, w, b), r))       -> conv[residual act=relu](x, w, b, r)
@@ -34,6 +34,8 @@ def _act_attrs(n: Node) -> dict | None:
         return {"act": "leaky_relu", "act_alpha": n.attrs["alpha"]}
     if n.op == "sigmoid":
         return {"act": "sigmoid"}
+    if n.op == "silu":
+        return {"act": "silu"}
     return None
 
 

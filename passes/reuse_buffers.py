@@ -23,10 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import BufferSlot, Graph, Node, Value
+from ..ir.ops.elementwise import ACTIVATIONS
 from .manager import note
 
 VIEWS = frozenset({"reshape", "flatten", "identity", "dropout"})
-IN_PLACE = frozenset({"relu", "leaky_relu", "sigmoid", "tanh", "clip", "add", "sub", "mul", "div", "batch_norm"})
+IN_PLACE = frozenset({*ACTIVATIONS, "relu", "leaky_relu", "sigmoid", "tanh", "clip", "add", "sub", "mul", "div",
+                      "batch_norm"})
 ALIGN = 64
 
 

@@ -28,12 +28,13 @@ from collections import Counter
 from functools import partial
 
 from ..ir import Graph, Node, TensorType, Value, get_op
+from ..ir.ops.elementwise import ACTIVATIONS
 from ..ir.ops.matmul import panels_apply
 from . import cost_model as cm
 from .manager import note
 
 BLOCKED = "NCHW16c"
-FOLLOWERS = frozenset({"relu", "leaky_relu", "sigmoid", "tanh", "clip", "batch_norm", "maxpool2d",
+FOLLOWERS = frozenset({*ACTIVATIONS, "relu", "leaky_relu", "sigmoid", "tanh", "clip", "batch_norm", "maxpool2d",
                        "avgpool2d", "identity", "dropout"})
 BINARY = frozenset({"add", "sub", "mul", "div"})
 GLOBAL_POOLS = frozenset({"global_avgpool", "global_maxpool"})

@@ -124,7 +124,16 @@ def every_op_graph() -> Graph:
     steps = "add $1; relu; rsub $2; mul $1; clip -0.5 0.5; sigmoid; rdiv $2; leaky_relu 0.1; tanh; sub $2; div $1"
     chain = b.op("fused_elementwise", [act, const("chain.c", 4, 1, 1, lo=1, hi=2), const("chain.k", 1)],
                  {"steps": steps})
-    return b.build(g2, sm, lsm, lrn, pad_c, pad_r, pad_e, where, total, chain)
+    # the activation table, each op once (log and sqrt of positive values), and in a chain
+    acts, v = [], b.op("exp", [y])
+    for name in ("log", "sqrt"):
+        acts.append(b.op(name, [v]))
+    v = b.op("reciprocal", [b.op("abs", [v])])
+    for name in ("neg", "erf", "elu", "selu", "softplus", "softsign", "hard_sigmoid", "hard_swish", "gelu",
+                 "gelu_tanh", "mish", "silu"):
+        v = b.op(name, [v], {"alpha": 0.7} if name == "elu" else {})
+    table_chain = b.op("fused_elementwise", [act], {"steps": "exp; selu 1.5 1.1; hard_sigmoid 0.3 0.4; mish; gelu"})
+    return b.build(g2, sm, lsm, lrn, pad_c, pad_r, pad_e, where, total, chain, *acts, v, table_chain)
 
 
 def test_every_op_graph_uses_every_exportable_op():

@@ -400,7 +400,7 @@ def test_fused_chains_run_on_cpu_in_both_layouts():
 
 
 @pytest.mark.parametrize("steps, why", [("relu;", "an empty step"), ("clip a b", "must be numbers"),
-                                        ("add 1", r"names one input as \$k"), ("exp", "not a chain op"),
+                                        ("add 1", r"names one input as \$k"), ("softmax", "not a chain op"),
                                         ("mul $3", "only 1 operand")])
 def test_fused_elementwise_rejects_bad_steps_clearly(steps, why):
     from kiln.frontend import Builder
@@ -570,3 +570,41 @@ def test_winograd_convs_in_the_cpu_pipeline_on_resnet18():
     record = next(r for r in records if r.name == "winograd_convs")
     assert record.summary == "10 conv(s) as winograd F(2x2,3x3); 3 declined: under 32 output tiles"
 
+
+
+def test_recognise_activations():
+    from kiln.passes import recognise_activations
+
+    before = parse("""
+    graph g(%x:f32[2,3]) {
+      %s:f32[2,3] = sigmoid (%x)
+      %a:f32[2,3] = mul (%s, %x)
+      %h:f32[2,3] = hard_sigmoid[alpha=0.16666667 beta=0.5] (%a)
+      %b:f32[2,3] = mul (%a, %h)
+      %sp:f32[2,3] = softplus (%b)
+      %t:f32[2,3] = tanh (%sp)
+      %c:f32[2,3] = mul (%b, %t)
+      %d:f32[2,3] = div (%c, %r2:f32[] const=[1.4142135])
+      %e:f32[2,3] = erf (%d)
+      %e1:f32[2,3] = add (%one:f32[] const=[1.0], %e)
+      %m:f32[2,3] = mul (%c, %e1)
+      %y:f32[2,3] = mul (%m, %half:f32[] const=[0.5])
+      %keep:f32[2,3] = sigmoid (%y)
+      %z:f32[2,3] = mul (%y, %keep)
+      %w:f32[2,3] = add (%z, %keep)
+      return %w
+    }""")
+    expected = parse("""
+    graph g(%x:f32[2,3]) {
+      %a:f32[2,3] = silu (%x)
+      %b:f32[2,3] = hard_swish (%a)
+      %c:f32[2,3] = mish (%b)
+      %y:f32[2,3] = gelu (%c)
+      %keep:f32[2,3] = sigmoid (%y)
+      %z:f32[2,3] = mul (%y, %keep)
+      %w:f32[2,3] = add (%z, %keep)
+      return %w
+    }""")
+    after = recognise_activations(before)  # %keep has a second reader: that silu stays two ops
+    assert_graph_equal(after, expected)
+    same_outputs(before, after)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .context import ImportContext
+from .context import ConvertError, ImportContext
 from .converters import NodeView, converter
 
 
@@ -25,6 +25,30 @@ _unary("Sigmoid", "sigmoid")
 _unary("Tanh", "tanh")
 _unary("Identity", "identity")
 _unary("LeakyRelu", "leaky_relu", attrs={"alpha": 0.01})
+# the activation table's ops (ir/ops/elementwise.py, ACTIVATIONS); defaults are the ONNX spec's
+_unary("Exp", "exp")
+_unary("Log", "log")
+_unary("Sqrt", "sqrt")
+_unary("Abs", "abs")
+_unary("Neg", "neg")
+_unary("Reciprocal", "reciprocal")
+_unary("Erf", "erf", since=9)
+_unary("Elu", "elu", attrs={"alpha": 1.0})
+_unary("Selu", "selu", attrs={"alpha": 1.67326319217681884765625, "gamma": 1.05070102214813232421875})
+_unary("Softplus", "softplus")
+_unary("Softsign", "softsign")
+_unary("HardSigmoid", "hard_sigmoid", attrs={"alpha": 0.2, "beta": 0.5})
+_unary("HardSwish", "hard_swish", since=14)
+_unary("Mish", "mish", since=18)
+
+
+@converter("Gelu", since=20, attrs=("approximate",))
+def gelu(ctx: ImportContext, node: NodeView) -> list:
+    approximate = node.attr("approximate", "none")
+    ops = {"none": "gelu", "tanh": "gelu_tanh"}
+    if approximate not in ops:
+        raise ConvertError(f"Gelu's approximate must be 'none' or 'tanh', got {approximate!r}")
+    return [ctx.emit(ops[approximate], [node.input(0)], out=node.outputs[0])]
 
 
 @converter("PRelu", since=1, attrs=("consumed_inputs",))

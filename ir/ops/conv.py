@@ -3,7 +3,8 @@ asymmetric padding `pads = [top, left, bottom, right]` (ONNX's order).
 
 A conv may carry a fused epilogue (fuse_epilogues puts it there): with `residual`, its last
 input is added to the result, then `act` is applied: relu, clip to [act_min, act_max], or
-leaky_relu with slope act_alpha below zero (0 < act_alpha <= 1, so it is max(y, alpha y)), or sigmoid.
+leaky_relu with slope act_alpha below zero (0 < act_alpha <= 1, so it is max(y, alpha y)), sigmoid,
+or silu (y sigmoid(y)).
     y = act(conv(x, w) + b + r)
 `algo` names the algorithm a backend should use, the result being the same: "direct", or
 "winograd" (F(2x2, 3x3), for 3x3 stride-1 undilated ungrouped convs; winograd_convs sets it).
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UnsupportedError
 from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
 from ..types import FLOAT_DTYPES, TensorType
 from .elementwise import sigmoid
 
-EPILOGUE_ACTS = ("", "relu", "clip", "leaky_relu", "sigmoid")  # what a conv's or gemm's act may be
+EPILOGUE_ACTS = ("", "relu", "clip", "leaky_relu", "sigmoid", "silu")  # what a conv's or gemm's act may be
 
 
 def window_out(size: int, k: int, stride: int, dil: int, pad_lo: int, pad_hi: int,
@@ -77,6 +79,8 @@ def apply_epilogue(y: np.ndarray, residual: np.ndarray | None, a) -> np.ndarray:
         y = np.where(y >= 0, y, y * y.dtype.type(a["act_alpha"]))
     elif a["act"] == "sigmoid":
         y = sigmoid(y)
+    elif a["act"] == "silu":
+        y = (y * sigmoid(y)).astype(y.dtype)
     return y
 
 
@@ -168,6 +172,9 @@ def _conv_grad(ctx, node, dys):
     a = node.attrs
     x, w, *rest = node.inputs
     dz = dy
+    if a["act"] == "silu":  # its derivative needs the pre-activation, which a fused conv does not keep
+        raise UnsupportedError(f"conv2d {node.outputs[0].name!r} with act=silu has no gradient rule: autodiff runs "
+                               "before fuse_epilogues, on the unfused conv and silu")
     if a["act"]:
         # from y: relu's and clip's derivatives read it directly, and with 0 < alpha, y >= 0
         # exactly where the pre-activation is

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from ..grad import scale, unbroadcast
@@ -37,7 +41,7 @@ def _act_rule(act: str, uses: str):
 
     def rule(ctx, node, dys):
         a = node.attrs
-        attrs = {"act": act, "alpha": a.get("alpha", 0.0), "min": a.get("min", 0.0), "max": a.get("max", 0.0)}
+        attrs = {"act": act, **{k: a.get(k, 0.0) for k in ("alpha", "min", "max", "beta", "gamma")}}
         ref = node.outputs[0].name if uses == "y" else node.inputs[0]
         return ctx.emit("act_grad", [dys[0], ref], attrs, base="d" + node.inputs[0])
 
@@ -82,6 +86,97 @@ _unary(
 )
 _unary("sigmoid", lambda x, a: sigmoid(x), "1 / (1 + exp(-x))", grad=_act_rule("sigmoid", "y"))
 _unary("tanh", lambda x, a: np.tanh(x), "tanh(x)", grad=_act_rule("tanh", "y"))
+
+
+# -- the activation table ---------------------------------------------------------------------
+# Float activations with no other inputs, each declared once: forward and derivative in numpy
+# (the reference), which saved tensor the derivative reads ("x" or "y"), attributes. The
+# backends write the same two functions as scalar expressions (backends/templating.py,
+# ACT_EXPRS and ACT_DERIVS); chains, in-place reuse, layouts and act_grad all read this table.
+def _f64(fn):
+    """Compute in float64 and round once to x's dtype, as the kernels do."""
+    return lambda x, a: np.asarray(fn(x.astype(np.float64), a), dtype=x.dtype)
+
+
+def _softplus(x):
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _erf(x):
+    return np.vectorize(math.erf, otypes=[np.float64])(x) if x.size else x.astype(np.float64)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+SELU_ALPHA, SELU_GAMMA = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def _gelu_tanh_parts(x):
+    u = _SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)
+    return u, np.tanh(u)
+
+
+def _gelu_tanh_derivative(x):
+    _, t = _gelu_tanh_parts(x)
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+
+
+def _mish_derivative(x):
+    t = np.tanh(_softplus(x))
+    return t + x * sigmoid(x) * (1 - t * t)
+
+
+def _hard_sigmoid_derivative(x, a):
+    z = a["alpha"] * x + a["beta"]
+    return np.where((z > 0) & (z < 1), a["alpha"], 0.0)
+
+
+@dataclass(frozen=True)
+class Activation:
+    forward: Callable  # (x, attrs) -> y, float64 in and out
+    derivative: Callable  # (saved, attrs) -> dy/dx, float64
+    saved: str  # the tensor act_grad reads: "x" or "y"
+    doc: str
+    attrs: dict = field(default_factory=dict)  # name -> default (floats)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "exp": Activation(lambda x, a: np.exp(x), lambda y, a: y, "y", "e^x"),
+    "log": Activation(lambda x, a: np.log(x), lambda x, a: 1 / x, "x", "ln x"),
+    "sqrt": Activation(lambda x, a: np.sqrt(x), lambda y, a: 0.5 / y, "y", "sqrt(x)"),
+    "abs": Activation(lambda x, a: np.abs(x), lambda x, a: np.sign(x), "x", "|x|"),
+    "neg": Activation(lambda x, a: -x, lambda x, a: -np.ones_like(x), "x", "-x"),
+    "reciprocal": Activation(lambda x, a: 1 / x, lambda y, a: -y * y, "y", "1 / x"),
+    "erf": Activation(lambda x, a: _erf(x), lambda x, a: 2 / math.sqrt(math.pi) * np.exp(-x * x), "x",
+                      "the error function"),
+    "elu": Activation(lambda x, a: np.where(x > 0, x, a["alpha"] * np.expm1(np.minimum(x, 0))),
+                      lambda x, a: np.where(x > 0, 1.0, a["alpha"] * np.exp(np.minimum(x, 0))), "x",
+                      "x if x > 0 else alpha (e^x - 1)", {"alpha": 1.0}),
+    "selu": Activation(lambda x, a: a["gamma"] * np.where(x > 0, x, a["alpha"] * np.expm1(np.minimum(x, 0))),
+                       lambda x, a: a["gamma"] * np.where(x > 0, 1.0, a["alpha"] * np.exp(np.minimum(x, 0))), "x",
+                       "gamma (x if x > 0 else alpha (e^x - 1))", {"alpha": SELU_ALPHA, "gamma": SELU_GAMMA}),
+    "softplus": Activation(lambda x, a: _softplus(x), lambda x, a: sigmoid(x), "x", "ln(1 + e^x)"),
+    "softsign": Activation(lambda x, a: x / (1 + np.abs(x)), lambda x, a: 1 / (1 + np.abs(x)) ** 2, "x",
+                           "x / (1 + |x|)"),
+    "hard_sigmoid": Activation(lambda x, a: np.clip(a["alpha"] * x + a["beta"], 0, 1), _hard_sigmoid_derivative,
+                               "x", "max(0, min(1, alpha x + beta))", {"alpha": 0.2, "beta": 0.5}),
+    "hard_swish": Activation(lambda x, a: x * np.clip(x / 6 + 0.5, 0, 1),
+                             lambda x, a: np.where(x < -3, 0.0, np.where(x > 3, 1.0, (2 * x + 3) / 6)), "x",
+                             "x max(0, min(1, x / 6 + 1/2))"),
+    "gelu": Activation(lambda x, a: 0.5 * x * (1 + _erf(x / math.sqrt(2))),
+                       lambda x, a: 0.5 * (1 + _erf(x / math.sqrt(2))) + x * _INV_SQRT_2PI * np.exp(-0.5 * x * x),
+                       "x", "x Phi(x) = x (1 + erf(x / sqrt 2)) / 2"),
+    "gelu_tanh": Activation(lambda x, a: 0.5 * x * (1 + _gelu_tanh_parts(x)[1]), lambda x, a: _gelu_tanh_derivative(x),
+                            "x", "Gelu's tanh approximation: x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2"),
+    "mish": Activation(lambda x, a: x * np.tanh(_softplus(x)), lambda x, a: _mish_derivative(x), "x",
+                       "x tanh(ln(1 + e^x))"),
+    "silu": Activation(lambda x, a: x * sigmoid(x), lambda x, a: sigmoid(x) * (1 + x * (1 - sigmoid(x))), "x",
+                       "x sigmoid(x) (SiLU, Swish)"),
+}
+
+for _name, _act in ACTIVATIONS.items():
+    _unary(_name, _f64(lambda x, a, f=_act.forward: f(x, a)), _act.doc,
+           {k: Attr("float", v) for k, v in _act.attrs.items()}, grad=_act_rule(_name, _act.saved))
 def _clip(x, a):
     lo, hi = a["min"], a["max"]
     if x.dtype.kind in "iu":  # integer tensors: bounds clamped to the type's range
@@ -224,7 +319,7 @@ register(
 
 
 # -- training ---------------------------------------------------------------------------------
-ACTS = ("relu", "leaky_relu", "sigmoid", "tanh", "clip")
+ACTS = ("relu", "leaky_relu", "sigmoid", "tanh", "clip", *ACTIVATIONS)
 
 
 def _act_grad_infer(types, a):
@@ -244,13 +339,15 @@ def act_derivative(act: str, r: np.ndarray, a) -> np.ndarray:
         return r * (1 - r)
     if act == "tanh":
         return 1 - r * r
+    if act in ACTIVATIONS:
+        return np.asarray(ACTIVATIONS[act].derivative(r.astype(np.float64), a), dtype=r.dtype)
     return ((r > a["min"]) & (r < a["max"])).astype(r.dtype)  # clip passes strictly inside
 
 
 register(OpDef(
     name="act_grad", family="elementwise", inputs=("dy", "saved"), outputs=("dx",),
     attrs={"act": Attr("str", choices=ACTS), "alpha": Attr("float", 0.0), "min": Attr("float", 0.0),
-           "max": Attr("float", 0.0)},
+           "max": Attr("float", 0.0), "beta": Attr("float", 0.0), "gamma": Attr("float", 0.0)},
     infer=_act_grad_infer, layouts=BLOCKED, layout_policy="same", show=("act",),
     reference=lambda xs, a: [(xs[0] * act_derivative(a["act"], xs[1], a)).astype(xs[0].dtype)],
     doc="dy * act'(x); `saved` is y for relu/sigmoid/tanh and x for leaky_relu/clip",
@@ -301,7 +398,8 @@ register(OpDef(
 
 
 # -- fused chains -----------------------------------------------------------------------------
-CHAIN_UNARY = {"relu": (), "leaky_relu": ("alpha",), "sigmoid": (), "tanh": (), "clip": ("min", "max")}
+CHAIN_UNARY = {"relu": (), "leaky_relu": ("alpha",), "sigmoid": (), "tanh": (), "clip": ("min", "max"),
+               **{name: tuple(act.attrs) for name, act in ACTIVATIONS.items()}}
 CHAIN_BINARY = ("add", "sub", "mul", "div", "rsub", "rdiv")  # rsub: operand - v, rdiv: operand / v
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import UnsupportedError
 from ..grad import scale, unbroadcast
 from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
 from ..types import FLOAT_DTYPES, TensorType
@@ -57,6 +58,9 @@ def _gemm_grad(ctx, node, dys):
     (dy,) = dys
     a = node.attrs
     A, B, *rest = node.inputs
+    if a["act"] == "silu":  # its derivative needs the pre-activation, which a fused gemm does not keep
+        raise UnsupportedError(f"gemm {node.outputs[0].name!r} with act=silu has no gradient rule: autodiff runs "
+                               "before fuse_epilogues, on the unfused gemm and silu")
     if a["act"]:  # a fused activation: its gradient first, read from y (as a conv's)
         act = {"act": a["act"], "min": a["act_min"], "max": a["act_max"], "alpha": a["act_alpha"]}
         dy = ctx.emit("act_grad", [dy, node.outputs[0].name], act, base="d" + node.outputs[0].name + ".pre")[0]

@@ -188,6 +188,8 @@ def vector_epilogue(p: dict, accs: list[tuple[str, str]]) -> list[str]:
             lines.append(f"{acc} = vmax({acc}, vmul({acc}, vsplat(np.float32({p['ALPHA']!r}))))")
         elif p["ACT"] == "sigmoid":
             lines.append(f"{acc} = vsigmoid({acc})")
+        elif p["ACT"] == "silu":
+            lines.append(f"{acc} = vmul({acc}, vsigmoid({acc}))")
     return lines
 
 

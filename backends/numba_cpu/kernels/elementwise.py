@@ -4,6 +4,7 @@ kernel), broadcasting arithmetic (nested loops over the collapsed output shape),
 from __future__ import annotations
 
 from ....ir import Node, TensorType
+from ....ir.ops.elementwise import ACTIVATIONS
 from ...templating import BINARY_SYMBOLS, chain_lines, unary_expr
 from .common import (
     NP_NAMES,
@@ -59,7 +60,7 @@ def prelu(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSo
                         (node.inputs[0], node.inputs[1], node.outputs[0].name), "prelu", parallel=par)
 
 
-TEMPLATES = {op: unary for op in ("relu", "leaky_relu", "sigmoid", "tanh", "clip", "copy")}
+TEMPLATES = {op: unary for op in ("relu", "leaky_relu", "sigmoid", "tanh", "clip", "copy", *ACTIVATIONS)}
 TEMPLATES.update({op: binary for op in _BINARY})
 TEMPLATES["prelu"] = prelu
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from ....ir import Node, TensorType
-from ...templating import sgd_lines
+from ...templating import act_derivative_expr, sgd_lines
 from .common import PARALLEL_MIN, KernelSource, lit, plain_only
 
 GOLDEN, MIX1, MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
@@ -35,6 +35,9 @@ def _derivative(node: Node, d: str) -> str:
     """act'(x) from `v`, the saved y (relu, sigmoid, tanh) or x (leaky_relu, clip)."""
     a = node.attrs
     one, zero = lit(1, d), lit(0, d)
+    table = act_derivative_expr(a["act"], a, d, "v")
+    if table:
+        return table
     return {
         "relu": f"({one} if v > {zero} else {zero})",
         "leaky_relu": f"({one} if v >= {zero} else {lit(a['alpha'], d)})",

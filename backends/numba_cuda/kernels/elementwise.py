@@ -5,7 +5,8 @@ flat index over the collapsed output shape (literal strides)."""
 from __future__ import annotations
 
 from ....ir import Node, TensorType
-from ...templating import chain_lines, unary_expr
+from ....ir.ops.elementwise import ACTIVATIONS
+from ...templating import act_derivative_expr, chain_lines, unary_expr
 from .common import (
     KernelSource,
     broadcast_strides,
@@ -77,7 +78,8 @@ def KERNEL(x, scale, bias, mean, var, y):
 @plain_only
 def act_grad(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
     a, d = node.attrs, ins[0].dtype
-    expr = {
+    table = act_derivative_expr(a["act"], a, d, "r")
+    expr = f"dy[i] * {table}" if table else {
         "relu": f"dy[i] if r > {lit(0, d)} else {lit(0, d)}",
         "leaky_relu": f"dy[i] if r >= {lit(0, d)} else dy[i] * {lit(a['alpha'], d)}",
         "sigmoid": f"dy[i] * r * ({lit(1, d)} - r)",
@@ -118,6 +120,7 @@ def KERNEL({', '.join(params)}):
                         f"fused {node.attrs['steps']}, one thread per element", grid=grid1(out.numel))
 
 
-TEMPLATES = {op: unary for op in ("relu", "leaky_relu", "sigmoid", "tanh", "clip", "copy", "identity", "dropout")}
+TEMPLATES = {op: unary for op in ("relu", "leaky_relu", "sigmoid", "tanh", "clip", "copy", "identity", "dropout",
+                                   *ACTIVATIONS)}
 TEMPLATES.update({op: binary for op in _BINARY})
 TEMPLATES.update({"batch_norm": batch_norm, "act_grad": act_grad, "fused_elementwise": fused_elementwise})
