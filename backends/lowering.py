@@ -129,11 +129,28 @@ def plan_buffers(g: Graph) -> tuple[dict[str, Slot], dict[str, int], dict[str, s
     return slots, sizes, aliases
 
 
+COMPILED_DTYPES = ("f32", "f64", "bool", "i8", "u8", "i16", "u16", "i32", "u32", "i64", "u64")
+
+
+def _check_dtypes(g: Graph, target: str) -> None:
+    """float16 has no numba kernels: refuse it here, naming the first node that reads or
+    writes one, rather than fail in numba's typing."""
+    for n in g.nodes:
+        for name in (*n.inputs, *n.output_names):
+            t = g.type_of(name)
+            if t.dtype not in COMPILED_DTYPES:
+                raise UnsupportedError(
+                    f"{node_label(n)}: %{name} is {t}; the {target} target compiles {', '.join(COMPILED_DTYPES)} "
+                    f"tensors (numba has no {np.dtype(t.np_dtype).name} arithmetic). Run the model on target='reference', or "
+                    "convert it to float32")
+
+
 def lower(g: Graph, templates: Mapping[str, Template], target: str) -> Program:
     """Render every node with its template; identical kernels are shared."""
     missing = sorted({n.op for n in g.nodes if n.op not in templates and n.op not in ALIAS_OPS})
     if missing:
         raise UnsupportedError(f"target {target!r} has no kernels for op(s) {missing}")
+    _check_dtypes(g, target)
     slots, sizes, aliases = plan_buffers(g)
     params = {p.name: np.ascontiguousarray(p.data).reshape(-1) for p in g.params}
     param_data = g.param_data()  # with their shapes, for templates that repack weights

@@ -322,8 +322,14 @@ def test_parallel_kernels():
     assert all(k.parallel for k in exe.compiled.program.kernels.values())
 
 
-def test_float16_is_refused_clearly():
-    b = Builder("half", seed=0)
-    g = b.build(b.op("softmax", [b.input("x", (2, 3), "f16")]))
-    with pytest.raises(kiln.errors.UnsupportedError, match="float16"):
-        kiln.compile(g, target="cpu")
+@pytest.mark.parametrize("target", ["cpu", "cuda"])
+def test_float16_is_refused_clearly(target):
+    """At compile time, naming the node and the value, before any kernel is rendered; the
+    reference target runs the model."""
+    b = Builder("half", seed=0, dtype="f16")
+    x = b.input("x", (1, 3, 5, 5), "f16")
+    g = b.build(b.softmax(b.relu(b.conv2d(x, 4, 3, pads=1, name="conv")), axis=1))
+    with pytest.raises(kiln.errors.UnsupportedError,
+                       match=r"\(conv\): %x is f16\[1,3,5,5\]; the " + target + r" target compiles f32, f64.*no float16"):
+        kiln.compile(g, target=target)
+    assert kiln.compile(g, target="reference").run({"x": np.ones((1, 3, 5, 5), np.float16)})[0].dtype == np.float16
