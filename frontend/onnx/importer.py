@@ -26,7 +26,7 @@ from onnx import helper, numpy_helper
 from ...ir import Graph, IRError, TensorType, Value, verify
 from ...ir.errors import ModelError, UnsupportedError
 from ...ir.types import DTYPES, dtype_of
-from . import ops_math, ops_nn, ops_shape  # noqa: F401  (register the converters)
+from . import ops_math, ops_nn, ops_reduce, ops_shape  # noqa: F401  (register the converters)
 from .context import ConvertError, ImportContext, NeedsConstant
 from .converters import NodeView, find_converter, supported_ops
 
@@ -36,7 +36,7 @@ RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "Ra
 # Ops that import only when their inputs are known at compile time (shape arithmetic and
 # constants); they fold into consts.
 FOLDED_OPS = ("Constant", "ConstantOfShape", "Gather", "Slice", "Range", "ReduceProd", "Equal", "Where",
-              "Expand", "Tile", "NonZero", "ReduceSum", "Floor", "Ceil", "Sqrt")
+              "Expand", "Tile", "NonZero", "Floor", "Ceil")
 
 
 def _load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
