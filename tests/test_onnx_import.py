@@ -422,6 +422,15 @@ def test_missing_file(tmp_path):
         from_onnx(str(tmp_path / "absent.onnx"))
 
 
+def test_empty_file_and_folder_say_so_and_name_the_path(tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelError, match=r"empty\.onnx: the file is empty \(0 bytes\)"):
+        from_onnx(str(empty))
+    with pytest.raises(ModelError, match=r"is a folder, not an ONNX model file"):
+        from_onnx(str(tmp_path))
+
+
 def test_not_an_onnx_file(tmp_path):
     path = tmp_path / "junk.onnx"
     path.write_bytes(b"\x00\xffthis is not an ONNX model\x07\x08" * 4)

@@ -45,6 +45,10 @@ def _load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     path = Path(model)
     if not path.exists():
         raise ModelError(f"{path}: no such file")
+    if path.is_dir():
+        raise ModelError(f"{path}: is a folder, not an ONNX model file")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{path}: the file is empty (0 bytes), not an ONNX model")
     try:
         return onnx.load(str(path))  # external data files are read from beside the model
     except Exception as e:  # noqa: BLE001 - onnx raises many kinds on a bad file
