@@ -348,6 +348,19 @@ def test_unsupported_op_message():
         assert part in msg, (part, msg)
 
 
+def test_an_op_onnx_does_not_define_gets_kilns_report():
+    """Not the checker's 'No Op registered' line: every such node, and the ops kiln imports."""
+    x = rand(0, 2, 3)
+    nodes = [helper.make_node("Frobnicate", ["x"], ["a"], name="f1"), node("Relu", ["a"], ["b"]),
+             helper.make_node("Twiddle", ["b"], ["y"], name="f2")]
+    with pytest.raises(UnsupportedError) as e:
+        from_onnx(model(nodes, {"x": x}, ["y"]))
+    msg = str(e.value)
+    for part in ("cannot import 2 node(s)", "'f1' (op Frobnicate", "'f2' (op Twiddle", "no such ONNX operator",
+                 "kiln imports: ", "Conv", "LayerNormalization"):
+        assert part in msg, (part, msg)
+
+
 def test_two_unsupported_nodes_in_one_error():
     x = rand(0, 2, 3)
     nodes = [helper.make_node("Asinh", ["x"], ["a"], name="first_bad"), node("Relu", ["a"], ["b"]),

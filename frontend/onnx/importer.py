@@ -212,6 +212,11 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
     Initializers become params (float ones trainable, BatchNormalization statistics buffers,
     integer ones consts)."""
     m = _load(model)
+    unknown = [f"node {n.name or f'{n.op_type}_{k}'!r} (op {n.op_type}, domain 'ai.onnx', opset {_opset(m)}): "
+               "no such ONNX operator" for k, n in enumerate(m.graph.node)
+               if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type)]
+    if unknown:  # kiln's report (every such node, and what kiln imports), not the checker's first line
+        raise _report(unknown, _opset(m), [])
     try:
         onnx.checker.check_model(_with_output_types(m))
     except onnx.checker.ValidationError as e:
