@@ -272,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--resume", metavar="FILE.npz", help="continue from a checkpoint")
     c.add_argument("--out", metavar="OUT.onnx", help="write the trained model as ONNX")
     c.set_defaults(fn=cmd_train)
+    for c in sub.choices.values():
+        c.add_argument("--verbose", action="store_true", help="print errors whole (default: their first line)")
     return p
 
 
@@ -280,7 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except KilnError as e:
-        print(f"kiln {args.command}: error: {e}", file=sys.stderr)
+        lines = str(e).splitlines() or [type(e).__name__]
+        if getattr(args, "verbose", False) or len(lines) == 1:
+            print(f"kiln {args.command}: error: " + "\n".join(lines), file=sys.stderr)
+        else:  # one line; the node list, IR context and op list with --verbose
+            print(f"kiln {args.command}: error: {lines[0]} ({len(lines) - 1} more line(s) with --verbose)",
+                  file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0

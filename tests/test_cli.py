@@ -57,6 +57,22 @@ def test_errors_are_one_line_not_tracebacks(tmp_path, capsys):
     assert "targets that exist: reference, cpu, cuda" in capsys.readouterr().err
 
 
+def test_a_long_error_is_one_line_unless_verbose(tmp_path, capsys):
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Frobnicate", ["x"], ["a"], name="f1"), helper.make_node("Twiddle", ["a"], ["y"], name="f2")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot import 2 node(s)" in err and "more line(s) with --verbose" in err
+    assert main(["info", str(path), "--verbose"]) == 2
+    err = capsys.readouterr().err
+    assert "'f1' (op Frobnicate" in err and "'f2' (op Twiddle" in err and "kiln imports: " in err
+
+
 def test_python_dash_m_kiln():
     r = subprocess.run([sys.executable, "-m", "kiln", "info", "zoo:lenet5", "--json"],
                        capture_output=True, text=True, check=True)
