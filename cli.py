@@ -43,6 +43,32 @@ def _planned_memory(g) -> dict:
     return buffer_stats(planned)
 
 
+def cmd_cache(args) -> int:
+    """`kiln cache info`: the cache root and each cache folder's size; `kiln cache clear`:
+    delete kiln's cache folders (other files under the root are left alone)."""
+    import shutil
+
+    from .backends.numba_cpu import codegen
+
+    root, folders = codegen.cache_root(), codegen.cache_folders()
+    current = codegen.cache_tag()
+    if args.action == "info":
+        print(f"kernel cache: {root}" + ("" if folders else " (empty)"))
+        for f in folders:
+            files, size = codegen.folder_usage(f)
+            print(f"  {f.name}: {files} files, {size / 2**20:.1f} MiB" + ("  (this kiln's)" if f.name == current else ""))
+        return 0
+    freed = 0
+    for f in folders:
+        freed += codegen.folder_usage(f)[1]
+        try:
+            shutil.rmtree(f)
+        except OSError as e:
+            raise KilnError(f"cannot delete {f}: {e}") from None
+    print(f"cleared {len(folders)} cache folder(s) under {root}, {freed / 2**20:.1f} MiB")
+    return 0
+
+
 def cmd_info(args) -> int:
     g = _model(args)
     s = graph_stats(g)
@@ -272,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--resume", metavar="FILE.npz", help="continue from a checkpoint")
     c.add_argument("--out", metavar="OUT.onnx", help="write the trained model as ONNX")
     c.set_defaults(fn=cmd_train)
+    c = sub.add_parser("cache", help="show (info) or delete (clear) the kernel cache")
+    c.add_argument("action", choices=("info", "clear"))
+    c.set_defaults(fn=cmd_cache)
+
     for c in sub.choices.values():
         c.add_argument("--verbose", action="store_true", help="print errors whole (default: their first line)")
     return p

@@ -115,3 +115,22 @@ def test_train_checkpoints_resumes_and_exports(tmp_path, capsys):
 def test_train_rejects_data_that_does_not_fit_the_model(capsys):
     assert main(["train", "zoo:resnet20", "--data", "digits", "--target", "reference"]) == 2
     assert "the model takes 'input': f32[1,3,32,32]" in capsys.readouterr().err
+
+
+def test_cache_info_and_clear(tmp_path, monkeypatch, capsys):
+    """Only kiln's cache folders go; other files under KILN_CACHE_DIR stay."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("KILN_CACHE_DIR", str(root))
+    for name, size in (("numba0.1-llvmlite0.2-py311-aaaa", 1000), ("numba0.3-llvmlite0.4-py311-bbbb", 3000)):
+        (root / name / "__pycache__").mkdir(parents=True)
+        (root / name / "k_x.py").write_bytes(b"x" * size)
+        (root / name / "__pycache__" / "k_x.nbi").write_bytes(b"y" * size)
+    (root / "notes.txt").write_text("mine")
+    assert main(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert str(root) in out and "numba0.1-llvmlite0.2-py311-aaaa: 2 files" in out and "numba0.3" in out
+    assert main(["cache", "clear"]) == 0
+    assert "cleared 2 cache folder(s)" in capsys.readouterr().out
+    assert sorted(p.name for p in root.iterdir()) == ["notes.txt"]
+    assert main(["cache", "info"]) == 0
+    assert "(empty)" in capsys.readouterr().out

@@ -46,11 +46,36 @@ def _library_digest() -> str:
     return h.hexdigest()[:8]
 
 
+def cache_root() -> Path:
+    """Where kiln keeps its kernel caches: `$KILN_CACHE_DIR`, else ~/.cache/kiln."""
+    return Path(os.environ.get("KILN_CACHE_DIR") or Path.home() / ".cache" / "kiln")
+
+
+CACHE_PREFIX = "numba"  # every cache folder kiln makes under the root: numba<version>-llvmlite...
+
+
+def cache_folders() -> list[Path]:
+    """kiln's cache folders under the root, one per (numba, llvmlite, Python, intrinsics) version."""
+    root = cache_root()
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(CACHE_PREFIX))
+
+
+def folder_usage(path: Path) -> tuple[int, int]:
+    """(files, bytes) under `path`."""
+    files = [f for f in path.rglob("*") if f.is_file()]
+    return len(files), sum(f.stat().st_size for f in files)
+
+
+def cache_tag() -> str:
+    """This kiln's cache folder name: numba, llvmlite and Python versions, intrinsics digest."""
+    return f"{CACHE_PREFIX}{numba.__version__}-llvmlite{llvmlite.__version__}-py{sys.version_info[0]}" \
+        f"{sys.version_info[1]}-{_library_digest()}"
+
+
 def cache_dir() -> Path:
-    root = Path(os.environ.get("KILN_CACHE_DIR") or Path.home() / ".cache" / "kiln")
-    tag = f"numba{numba.__version__}-llvmlite{llvmlite.__version__}-py{sys.version_info[0]}{sys.version_info[1]}" \
-        f"-{_library_digest()}"
-    path = root / tag
+    path = cache_root() / cache_tag()
     path.mkdir(parents=True, exist_ok=True)
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
