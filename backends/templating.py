@@ -58,6 +58,20 @@ def broadcast_strides(in_shape: Sequence[int], out_shape: Sequence[int]) -> list
     return [0 if d == 1 and o != 1 else s for d, o, s in zip(pad, out_shape, st, strict=True)]
 
 
+def view_strides(node: Node, x: TensorType, y: TensorType) -> tuple[int, list[int], str]:
+    """(base offset, source stride per output axis, a note) of the affine ops, for both targets."""
+    st = strides(x.shape)
+    if node.op == "transpose":
+        perm = node.attrs["perm"] or tuple(reversed(range(x.rank)))
+        return 0, [st[p] for p in perm], f"transpose {list(perm)}"
+    if node.op == "slice":
+        a = node.attrs
+        base = sum(b * s for b, s in zip(a["starts"], st, strict=True))
+        return base, [s * k for s, k in zip(st, a["steps"], strict=True)], \
+            f"slice from {list(a['starts'])} by {list(a['steps'])}"
+    return 0, broadcast_strides(x.shape, y.shape), f"expand {list(x.shape)} to {list(y.shape)}"
+
+
 def collapse(shape: Sequence[int], *stride_sets: Sequence[int]) -> tuple[list[int], list[list[int]]]:
     """Merge adjacent axes that every stride set walks contiguously, to nest fewer loops."""
     if not shape:

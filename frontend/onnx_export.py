@@ -100,6 +100,22 @@ def _conv(ex: _Exporter, node: Node):
     return _emit_steps(ex, node, steps + _act_steps(ex, node, len(steps) - 1), None)
 
 
+def _conv_transpose(ex: _Exporter, node: Node):
+    """conv2d_grad_input is a transposed convolution (ConvTranspose imports as it): the same
+    geometry, and the output_padding that gives input_hw."""
+    a = node.attrs
+    _, _, h, w = ex.g.type_of(node.inputs[0]).shape
+    kh, kw = ex.g.type_of(node.inputs[1]).shape[2:]
+    (sh, sw), (dh, dw), (pt, pl, pb, pr) = a["stride"], a["dilation"], a["pads"]
+    natural = (sh * (h - 1) + dh * (kh - 1) + 1 - pt - pb, sw * (w - 1) + dw * (kw - 1) + 1 - pl - pr)
+    out_pad = [int(o - n) for o, n in zip(a["input_hw"], natural, strict=True)]
+    attrs = {"strides": list(a["stride"]), "dilations": list(a["dilation"]), "pads": list(a["pads"][:2]) +
+             list(a["pads"][2:]), "group": a["groups"], "kernel_shape": [kh, kw]}
+    if any(out_pad):
+        attrs["output_padding"] = out_pad
+    return "ConvTranspose", list(node.inputs), attrs
+
+
 def _act_steps(ex: _Exporter, node: Node, x: int) -> list:
     """A fused activation (conv2d's or gemm's act attributes) as ONNX steps after step `x`."""
     a = node.attrs
@@ -252,6 +268,24 @@ def _pad(ex: _Exporter, node: Node):
     return "Pad", ins, {"mode": node.attrs["mode"]}
 
 
+def _slice(ex: _Exporter, node: Node):
+    """Slice with starts, ends, axes and steps inputs; a backward run that reaches element 0
+    ends at -(d + 1), which ONNX clamps to "before the first"."""
+    shape = ex.g.type_of(node.inputs[0]).shape
+    a = node.attrs
+    ends = []
+    for d, b, st, n in zip(shape, a["starts"], a["steps"], a["sizes"], strict=True):
+        e = b + n * st
+        ends.append(e if e >= 0 else -(d + 1))
+    arrays = {"starts": a["starts"], "ends": ends, "axes": range(len(shape)), "steps": a["steps"]}
+    ins = [ex.const(node, k, np.array(list(v), np.int64)) for k, v in arrays.items()]
+    return "Slice", [node.inputs[0], *ins], {}
+
+
+def _expand(ex: _Exporter, node: Node):
+    return "Expand", [node.inputs[0], ex.const(node, "shape", np.array(node.attrs["shape"], np.int64))], {}
+
+
 def _argmax(ex: _Exporter, node: Node):
     """MaxPool's second output (Indices); its first (the values) goes unused."""
     op, ins, attrs = _pool("MaxPool", dilations="dilation", storage_order="storage_order")(ex, node)
@@ -296,13 +330,14 @@ def _training_only(ex: _Exporter, node: Node):
                         f"inference form (Trainer.inference_graph()) instead")
 
 
-TRAINING_ONLY = ("act_grad", "dropout_train", "conv2d_grad_input", "conv2d_grad_weight", "maxpool2d_grad",
+TRAINING_ONLY = ("act_grad", "dropout_train", "conv2d_grad_weight", "maxpool2d_grad",
                  "avgpool2d_grad", "batch_norm_train", "batch_norm_grad", "softmax_grad", "softmax_cross_entropy",
                  "softmax_cross_entropy_grad", "sgd_update", "adam_update", "lrn_grad")
 NOT_EXPORTABLE = frozenset({"spmm", *TRAINING_ONLY})
 
 CONVERTERS: dict[str, Converter] = {
     "conv2d": _conv,
+    "conv2d_grad_input": _conv_transpose,
     "fused_elementwise": _fused_elementwise,
     "batch_norm": _op("BatchNormalization", epsilon="epsilon", momentum="momentum"),
     "relu": _op("Relu"),
@@ -333,6 +368,8 @@ CONVERTERS: dict[str, Converter] = {
     "log_softmax": _op("LogSoftmax", axis="axis"),
     "lrn": _op("LRN", size="size", alpha="alpha", beta="beta", bias="bias"),
     "pad": _pad,
+    "slice": _slice,
+    "expand": _expand,
     "reduce_sum": _reduce_sum,
     "spmm": _spmm,
     **dict.fromkeys(ACTIVATIONS, _table_act),

@@ -235,6 +235,39 @@ def test_transpose_rank_3_and_4():
     check(b.build(*outs))
 
 
+SLICES = [  # (input shape, starts, steps, sizes)
+    ((2, 3, 8, 8), (0, 0, 0, 0), (1, 1, 2, 2), (2, 3, 4, 4)),  # x[:, :, ::2, ::2]
+    ((2, 3, 8, 8), (0, 1, 1, 0), (1, 1, 2, 1), (2, 2, 4, 8)),
+    ((2, 3, 8, 8), (1, 2, 7, 7), (-1, -1, -3, -1), (2, 3, 3, 8)),  # every axis walked backwards
+    ((5, 7), (4, 0), (-2, 3), (3, 3)),
+    ((4, 6), (0, 0), (1, 1), (0, 6)),  # an empty result
+    ((3, 4, 5), (0, 1, 0), (1, 1, 1), (3, 2, 5)),  # one contiguous run per row
+]
+
+
+@pytest.mark.parametrize("shape, starts, steps, sizes", SLICES)
+@pytest.mark.parametrize("dtype", ["f32", "i64"])
+def test_slice(shape, starts, steps, sizes, dtype):
+    b = Builder("slice", seed=0)
+    x = b.input("x", shape, dtype)
+    check(b.build(b.op("slice", [x], {"starts": starts, "steps": steps, "sizes": sizes})))
+
+
+@pytest.mark.parametrize("shape, to", [((3, 1), (2, 3, 4)), ((1, 4, 1, 1), (2, 4, 3, 3)), ((5,), (5,)),
+                                       ((2, 1, 3), (1, 4, 1)), ((1,), (3, 2))])
+def test_expand(shape, to):
+    b = Builder("expand", seed=0)
+    x, xi = b.input("x", shape), b.input("xi", shape, "i32")
+    check(b.build(b.op("expand", [x], {"shape": to}), b.op("expand", [xi], {"shape": to})))
+
+
+def test_slice_out_of_range_is_refused():
+    b = Builder("slice", seed=0)
+    x = b.input("x", (4, 4))
+    with pytest.raises(kiln.errors.KilnError, match=r"axis 1: elements 1, 3, .. 5 leave \[0, 4\)"):
+        b.build(b.op("slice", [x], {"starts": (0, 1), "steps": (1, 2), "sizes": (4, 3)}))
+
+
 def test_concat_three_inputs_on_each_axis():
     b = Builder("concat", seed=0)
     outs = []

@@ -192,6 +192,20 @@ def test_transpose(shape, perm, dtype):
     check(graph("transpose", [(shape, dtype)], {"perm": perm}))
 
 
+@pytest.mark.parametrize("shape, attrs, dtype", [
+    ((2, 3, 6, 6), {"starts": (0, 0, 0, 0), "steps": (1, 1, 2, 2), "sizes": (2, 3, 3, 3)}, "f32"),
+    ((2, 3, 6, 6), {"starts": (1, 2, 5, 4), "steps": (-1, -2, -2, -1), "sizes": (2, 2, 3, 5)}, "f32"),
+    ((5, 7), {"starts": (4, 0), "steps": (-2, 3), "sizes": (3, 3)}, "i64"),
+])
+def test_slice(shape, attrs, dtype):
+    check(graph("slice", [(shape, dtype)], attrs))
+
+
+def test_expand():
+    check(graph("expand", [(3, 1)], {"shape": (2, 3, 4)}))
+    check(graph("expand", [((1, 4, 1, 1), "i32")], {"shape": (2, 4, 3, 3)}))
+
+
 def test_concat_axes_and_dtypes():
     check(graph("concat", [(2, 3, 4), (2, 1, 4), (2, 5, 4)], {"axis": 1}))
     check(graph("concat", [(3, 2), (1, 2)], {"axis": 0}))

@@ -89,6 +89,16 @@ def test_conv2d_fused_epilogue(act):
     check_grads(op("conv2d", pads=1, residual=True, act=act, act_min=-0.5, act_max=0.5, act_alpha=0.3), shapes)
 
 
+@pytest.mark.parametrize("attrs, hw", [
+    ({"stride": (2, 2), "pads": (1, 1, 0, 1), "input_hw": (6, 7)}, (3, 4)),
+    ({"stride": (1, 2), "dilation": (2, 1), "groups": 2, "input_hw": (6, 5)}, (2, 2)),
+])
+def test_conv2d_grad_input_as_transposed_conv(attrs, hw):
+    """ConvTranspose imports as conv2d_grad_input, so models train through it."""
+    m, cg = 4, 3
+    check_grads(op("conv2d_grad_input", **attrs), {"dy": (2, m, *hw), "w": (m, cg, 3, 2)})
+
+
 # -- elementwise ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, attrs", [
     ("relu", {}), ("leaky_relu", {"alpha": 0.1}), ("sigmoid", {}), ("tanh", {}),
@@ -219,6 +229,10 @@ def test_spmm_with_a_constant_adjacency():
     lambda b, x: b.op("reduce_sum", [x], {"axes": (0, 2)}),
     lambda b, x: b.op("reduce_sum", [x], {"axes": (1,), "keepdims": True}),
     lambda b, x: b.op("pad", [x], {"pads": (0, 1, -1, 1, 2, 0)}),
+    lambda b, x: b.op("slice", [x], {"starts": (1, 0, 1), "steps": (1, 2, 2), "sizes": (1, 2, 2)}),
+    lambda b, x: b.op("slice", [x], {"starts": (0, 2, 3), "steps": (1, -1, -3), "sizes": (2, 3, 2)}),
+    lambda b, x: b.op("slice", [x], {"starts": (0, 1, 1), "steps": (1, -1, 3), "sizes": (2, 1, 1)}),
+    lambda b, x: b.op("expand", [b.reshape(x, (2, 3, 1, 4))], {"shape": (2, 1, 3, 5, 1)}),
 ])
 def test_shape_ops(build):
     check_grads(build, {"x": (2, 3, 4)})
@@ -243,7 +257,7 @@ def test_softmax_cross_entropy(masked):
 # ops that are never differentiated through: backward, loss-gradient and optimizer ops (the
 # step graph's own), integer outputs, layout moves and fused chains added after autodiff
 NOT_DIFFERENTIATED = {
-    "act_grad", "conv2d_grad_input", "conv2d_grad_weight", "maxpool2d_grad", "avgpool2d_grad",
+    "act_grad", "conv2d_grad_weight", "maxpool2d_grad", "avgpool2d_grad",
     "batch_norm_grad", "lrn_grad", "softmax_grad", "softmax_cross_entropy_grad", "sgd_update", "adam_update",
     "maxpool2d_argmax", "reorder", "fused_elementwise",
 }

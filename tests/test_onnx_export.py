@@ -133,7 +133,12 @@ def every_op_graph() -> Graph:
                  "gelu_tanh", "mish", "silu"):
         v = b.op(name, [v], {"alpha": 0.7} if name == "elu" else {})
     table_chain = b.op("fused_elementwise", [act], {"steps": "exp; selu 1.5 1.1; hard_sigmoid 0.3 0.4; mish; gelu"})
-    return b.build(g2, sm, lsm, lrn, pad_c, pad_r, pad_e, where, total, chain, *acts, v, table_chain)
+    sliced = b.op("slice", [act], {"starts": (1, 3, 0, 3), "steps": (1, -1, 2, -2), "sizes": (1, 2, 4, 2)})
+    wide = b.op("expand", [b.op("reduce_sum", [act], {"axes": (1,), "keepdims": True})], {"shape": (3, 1, 4, 1, 1)})
+    up = b.op("conv2d_grad_input", [act, const("up.w", 4, 3, 3, 2)],
+              {"stride": (2, 3), "pads": (1, 0, 0, 1), "groups": 1, "input_hw": (17, 12)})
+    return b.build(g2, sm, lsm, lrn, pad_c, pad_r, pad_e, where, total, chain, *acts, v, table_chain,
+                   sliced, wide, up)
 
 
 def test_every_op_graph_uses_every_exportable_op():

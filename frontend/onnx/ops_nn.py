@@ -215,3 +215,62 @@ def dropout(ctx: ImportContext, node: NodeView) -> list:
     if len(node.outputs) > 1 and node.outputs[1]:
         ctx.set_known(node.outputs[1], np.ones(ctx.type(y).shape, np.bool_))
     return [y]
+
+
+@converter("ConvTranspose", since=1, attrs=(*_WINDOW, "dilations", "group", "output_padding", "output_shape"))
+def conv_transpose(ctx: ImportContext, node: NodeView) -> list:
+    """The gradient of a convolution with respect to its input, which is what a transposed
+    convolution is: kiln's conv2d_grad_input of x by W (W is [C_in, C_out / group, kh, kw],
+    the forward conv's OIHW weight read with its roles swapped). The output size is ONNX's
+    stride * (in - 1) + output_padding + (k - 1) * dilation + 1 - pads, or output_shape with the
+    padding that gives it. Negative padding (an output_shape past the full size) adds zero
+    rows and columns; the bias is added last."""
+    x, w, b = node.input(0), node.input(1), node.input(2)
+    rank = _spatial_rank(ctx, x, "transposed convolution")
+    if rank == 3:
+        raise ConvertError("3-D transposed convolutions are not supported (1-D and 2-D are)")
+    wt, sizes = ctx.type(w), list(ctx.type(x).shape[2:])
+    kernel = list(wt.shape[2:])
+    if node.attr("kernel_shape") is not None and list(node.attr("kernel_shape")) != kernel:
+        raise ConvertError(f"kernel_shape {node.attr('kernel_shape')} disagrees with weight {wt}")
+    strides, dil = ints(node.attr("strides"), rank, 1), ints(node.attr("dilations"), rank, 1)
+    out_pad = ints(node.attr("output_padding"), rank, 0)
+    full = [s * (n - 1) + op + (k - 1) * d + 1 for n, s, op, k, d in zip(sizes, strides, out_pad, kernel, dil)]
+    auto = node.attr("auto_pad", "NOTSET") or "NOTSET"
+    shape = node.attr("output_shape")
+    if shape is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+        target = list(shape)[-rank:] if shape is not None else [n * s for n, s in zip(sizes, strides)]
+        total = [f - t for f, t in zip(full, target)]
+        upper = auto == "SAME_UPPER"
+        begins = [t // 2 if upper else t - t // 2 for t in total]
+        ends = [t - t // 2 if upper else t // 2 for t in total]
+    elif auto == "VALID":
+        begins = ends = [0] * rank
+    elif auto == "NOTSET":
+        pads = ints(node.attr("pads"), 2 * rank, 0)
+        begins, ends = pads[:rank], pads[rank:]
+    else:
+        raise ConvertError(f"auto_pad={auto!r} is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID")
+    for axis, (op, s, d) in enumerate(zip(out_pad, strides, dil)):
+        if not 0 <= op < s:
+            raise ConvertError(f"output_padding {out_pad} must be in [0, stride) on every axis (axis {axis}: "
+                               f"stride {s}, dilation {d})")
+    if wt.rank != rank + 2 or wt.shape[0] != ctx.type(x).shape[1]:
+        raise ConvertError(f"weight {wt} does not match input {ctx.type(x)} (expects [C_in, C_out/group, k...])")
+    if rank == 1:
+        x = _as_2d(ctx, x)
+        w = ctx.emit("reshape", [w], {"shape": (wt.shape[0], wt.shape[1], 1, kernel[0])})
+        strides, dil, kernel, full = [1, *strides], [1, *dil], [1, *kernel], [1, *full]
+        begins, ends = [0, *begins], [0, *ends]
+    crop_lo, crop_hi = [max(p, 0) for p in begins], [max(p, 0) for p in ends]
+    hw = [f - lo - hi for f, lo, hi in zip(full, crop_lo, crop_hi)]
+    attrs = {"stride": strides, "dilation": dil, "pads": (*crop_lo, *crop_hi), "groups": int(node.attr("group", 1)),
+             "input_hw": hw}
+    y = ctx.emit("conv2d_grad_input", [x, w], attrs)
+    grow = [max(-p, 0) for p in begins] + [max(-p, 0) for p in ends]
+    if any(grow):
+        y = ctx.emit("pad", [y], {"pads": (0, 0, grow[0], grow[1], 0, 0, grow[2], grow[3])})
+    if b:
+        y = ctx.emit("add", [y, ctx.emit("reshape", [b], {"shape": (ctx.type(b).shape[0], 1, 1)})])
+    return [_finish(ctx, ctx.emit("identity", [y], out=node.outputs[0] if rank == 2 else None), rank,
+                    node.outputs[0])]

@@ -256,13 +256,27 @@ def _backward_cost(ins, outs, a, image, weight):
     return Cost(macs, 2 * macs, bytes_moved(ins, outs))
 
 
+def _grad_input_grad(ctx, node, dys):
+    """dx = T(dy, w) is linear in each operand and is conv2d's adjoint in x, so the gradient
+    for dy is conv2d(g, w) and the one for w is conv2d_grad_weight(g, dy) (g flowing into dx).
+    This is what a model trains through when ConvTranspose imports as this op."""
+    dy, w = node.inputs
+    geometry = {k: node.attrs[k] for k in _GEOMETRY}
+    g = dys[0]
+    ddy = ctx.emit("conv2d", [g, w], geometry, base="d" + dy)[0] if ctx.needs(node, 0) else None
+    dw = ctx.emit("conv2d_grad_weight", [g, dy], {**geometry, "kernel": ctx.type(w).shape[2:]},
+                  base="d" + w)[0] if ctx.needs(node, 1) else None
+    return [ddy, dw]
+
+
 register(OpDef(
     name="conv2d_grad_input", family="conv", inputs=("dy", "w"), outputs=("dx",),
     attrs={**_GEOMETRY, "input_hw": Attr("ints", length=2)},
-    infer=_grad_input_infer, reference=_grad_input_ref,
+    infer=_grad_input_infer, reference=_grad_input_ref, grad=_grad_input_grad,
     cost=lambda ins, outs, a: _backward_cost(ins, outs, a, ins[0], ins[1]),
     show=("stride", "pads", "groups"),
-    doc="gradient of conv2d with respect to its input: a transposed convolution of dy by w",
+    doc="gradient of conv2d with respect to its input: a transposed convolution of dy by w "
+        "(ONNX ConvTranspose imports as it)",
 ))
 register(OpDef(
     name="conv2d_grad_weight", family="conv", inputs=("x", "dy"), outputs=("dw",),

@@ -1,11 +1,13 @@
-"""Ops that move data without arithmetic: flatten, reshape, transpose, concat, pad."""
+"""Ops that move data without arithmetic: flatten, reshape, transpose, concat, pad, slice, expand."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..grad import unbroadcast
 from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
 from ..types import TensorType
+from .elementwise import broadcast_shape
 
 
 def _copy_cost(ins, outs, a):
@@ -162,6 +164,85 @@ register(OpDef(
            "value": Attr("float", 0.0)},
     infer=_pad_infer, reference=_pad_ref, cost=_copy_cost, show=("pads",), grad=_pad_grad,
     doc="pad (or crop, for negative pads) every axis",
+))
+
+
+def _slice_infer(types, a):
+    (x,) = types
+    starts, steps, sizes = a["starts"], a["steps"], a["sizes"]
+    expect(len(starts) == len(steps) == len(sizes) == x.rank,
+           f"starts, steps and sizes need one value per axis of {x}, got {len(starts)}, {len(steps)}, {len(sizes)}")
+    for axis, (d, b, st, n) in enumerate(zip(x.shape, starts, steps, sizes)):
+        expect(st != 0, f"axis {axis}: step 0")
+        expect(n >= 0, f"axis {axis}: size {n} is negative")
+        last = b + (n - 1) * st
+        expect(n == 0 or (0 <= b < d and 0 <= last < d),
+               f"axis {axis}: elements {b}, {b + st}, .. {last} leave [0, {d}) of {x}")
+    return [TensorType(x.dtype, tuple(sizes))]
+
+
+def _slice_ref(xs, a):
+    index = tuple(slice(b, b + n * st if b + n * st >= 0 else None, st) if n else slice(0, 0)
+                  for b, st, n in zip(a["starts"], a["steps"], a["sizes"]))
+    return [np.ascontiguousarray(xs[0][index])]
+
+
+def _slice_grad(ctx, node, dys):
+    """dx is dy scattered back into zeros: per axis with step s != 1, dy is reversed where s < 0
+    (the same elements, walked forward from the lowest), a unit axis is put after it and padded
+    to s (the s - 1 skipped elements), and the two merge; one pad then places the run."""
+    x = ctx.type(node.inputs[0])
+    a = node.attrs
+    g, base = dys[0], "d" + node.inputs[0]
+    starts = list(a["starts"])
+    for axis, (st, n) in enumerate(zip(a["steps"], a["sizes"])):
+        if st == 1 or n == 0:
+            continue
+        shape = list(ctx.type(g).shape)
+        if st < 0:
+            starts[axis] += (n - 1) * st
+            rev = [0] * len(shape)
+            rev[axis] = n - 1
+            (g,) = ctx.emit("slice", [g], {"starts": rev, "steps": [1] * axis + [-1] + [1] * (len(shape) - axis - 1),
+                                           "sizes": shape}, base=base)
+        s = abs(st)
+        (g,) = ctx.emit("reshape", [g], {"shape": shape[:axis + 1] + [1] + shape[axis + 1:]}, base=base)
+        pads = [0] * (2 * (len(shape) + 1))
+        pads[len(shape) + 1 + axis + 1] = s - 1
+        (g,) = ctx.emit("pad", [g], {"pads": pads}, base=base)
+        (g,) = ctx.emit("reshape", [g], {"shape": shape[:axis] + [n * s] + shape[axis + 1:]}, base=base)
+    shape = ctx.type(g).shape
+    pads = list(starts) + [d - b - n for d, b, n in zip(x.shape, starts, shape)]
+    if any(pads):
+        (g,) = ctx.emit("pad", [g], {"pads": pads}, base=base)
+    return [g]
+
+
+register(OpDef(
+    name="slice", family="shape", inputs=("x",), outputs=("y",),
+    attrs={"starts": Attr("ints", doc="first element of every axis"),
+           "steps": Attr("ints", doc="stride of every axis (negative walks backwards)"),
+           "sizes": Attr("ints", doc="elements kept on every axis (the output shape)")},
+    infer=_slice_infer, reference=_slice_ref, cost=_copy_cost, show=("starts", "steps", "sizes"),
+    grad=_slice_grad,
+    doc="y[i] = x[starts + i * steps] on every axis: ONNX Slice, Split and Gather with constant indices",
+))
+
+
+def _expand_infer(types, a):
+    (x,) = types
+    return [TensorType(x.dtype, broadcast_shape(x.shape, tuple(a["shape"])))]
+
+
+register(OpDef(
+    name="expand", family="shape", inputs=("x",), outputs=("y",),
+    attrs={"shape": Attr("ints", doc="broadcast against x's shape (numpy rules, both ways)")},
+    infer=_expand_infer,
+    reference=lambda xs, a: [np.ascontiguousarray(np.broadcast_to(
+        xs[0], broadcast_shape(xs[0].shape, tuple(a["shape"]))))],
+    cost=lambda ins, outs, a: Cost(0, 0, bytes_moved(ins, outs)), show=("shape",),
+    grad=lambda ctx, node, dys: [unbroadcast(ctx, dys[0], ctx.type(node.inputs[0]).shape)],
+    doc="x broadcast to a larger shape (ONNX Expand)",
 ))
 
 

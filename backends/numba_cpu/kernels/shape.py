@@ -1,6 +1,7 @@
-"""Data-movement kernels: transpose, concat, pad. Any dtype; no arithmetic on the values.
+"""Data-movement kernels: transpose, slice, expand, concat, pad. Any dtype; no arithmetic on the values.
 
-transpose: loops over the output in order, reading the input through permuted literal strides;
+transpose, slice, expand: loops over the output in order, reading the input at a literal base
+offset through literal strides (permuted, times the slice steps, or 0 on a broadcast axis);
 axes that stay adjacent in both are merged first, so a perm that moves whole blocks copies runs.
 concat: x viewed as [outer, width] around the axis; each input's rows are copied into its column
 range of the output rows (one argument per input).
@@ -15,6 +16,7 @@ import math
 
 from ....ir import Node, TensorType
 from ....ir.types import FLOAT_DTYPES
+from ...templating import view_strides
 from .common import NP_NAMES, KernelSource, collapse, lit, nested_loops, plain_only, strides
 
 # Data movement gains from a second thread only on big tensors: measured here (2 cores, OpenMP
@@ -28,16 +30,20 @@ def _loop(par: bool) -> str:
     return "prange" if par else "range"
 
 
-def transpose(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
-    x, y = ins[0], outs[0]
-    perm = node.attrs["perm"] or tuple(reversed(range(x.rank)))
-    src = [strides(x.shape)[p] for p in perm]
+def _affine_copy(node: Node, y: TensorType, base: int, src: list[int], what: str) -> KernelSource:
+    """y[i] = x[base + sum(i_d * src_d)] over y in order: transpose, slice and expand are this
+    with permuted, stepped (maybe negative) or zero source strides."""
     shape, (so, si) = collapse(y.shape, strides(y.shape), src)
     par = y.numel >= GATHER_PARALLEL_MIN and shape[0] > 1
-    loops = nested_loops(shape, {"io": so, "ii": si}, ["y[io] = x[ii]"], par)
-    note = f"transpose {list(perm)} as {len(shape)} merged loop(s) {shape}"
+    loops = nested_loops(shape, {"io": so, "ii": si}, [f"y[io] = x[{_plus('ii', base)}]"], par)
+    note = f"{what} as {len(shape)} merged loop(s) {shape}"
     return KernelSource("def KERNEL(x, y):\n" + "\n".join(loops) + "\n",
                         (node.inputs[0], node.outputs[0].name), note, parallel=par)
+
+
+def affine(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    base, src, what = view_strides(node, ins[0], outs[0])
+    return _affine_copy(node, outs[0], base, src, what)
 
 
 def concat(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
@@ -153,4 +159,5 @@ def pad(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSour
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), note, parallel=par)
 
 
-TEMPLATES = {"transpose": plain_only(transpose), "concat": plain_only(concat), "pad": plain_only(pad)}
+TEMPLATES = {"transpose": plain_only(affine), "slice": plain_only(affine), "expand": plain_only(affine),
+             "concat": plain_only(concat), "pad": plain_only(pad)}

@@ -1,8 +1,9 @@
-"""Data-movement kernels (transpose, concat, pad: any dtype, no arithmetic on the values) and
+"""Data-movement kernels (transpose, slice, expand, concat, pad: any dtype, no arithmetic on the values) and
 reduce_sum. Each launches one thread per output element, so the stores are coalesced.
 
-transpose: the flat output index is split over the output shape (axes that stay adjacent in
-both tensors merged first) and the input is read through the permuted literal strides.
+transpose, slice, expand: the flat output index is split over the output shape (axes that stay
+adjacent in both tensors merged first) and the input is read at a base offset through literal
+strides (permuted, stepped, or 0 on a broadcast axis; view_strides, shared with the cpu target).
 concat: x viewed as [outer, width] around the axis; a thread finds which input's column range
 holds its column.
 pad: per (merged) output axis, the output index minus the low pad maps to a source index
@@ -19,6 +20,7 @@ import math
 
 from ....ir import Node, TensorType
 from ....ir.types import FLOAT_DTYPES
+from ...templating import view_strides
 from .common import (
     NP_NAMES,
     KernelSource,
@@ -43,13 +45,15 @@ def _flat(body: list[str], numel: int, params: str) -> str:
     return f"def KERNEL({params}):\n    t = cuda.grid(1)\n    if t < {numel}:\n{indent(body, 2)}\n"
 
 
-def transpose(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
-    x, y = ins[0], outs[0]
-    perm = node.attrs["perm"] or tuple(reversed(range(x.rank)))
-    src = [strides(x.shape)[p] for p in perm]
+def affine(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    """transpose, slice, expand: y[t] = x[base + the output coordinates times source strides]."""
+    y = outs[0]
+    base, src, what = view_strides(node, ins[0], y)
     dims, (_, si) = collapse(y.shape, strides(y.shape), src)
-    body = _flat([*_coords(dims), f"y[t] = x[{offset('c', si)}]"], y.numel, "x, y")
-    note = f"transpose {list(perm)} as {dims}, one thread per output"
+    read = offset("c", si)
+    read = f"{base} + {read}" if base else read
+    body = _flat([*_coords(dims), f"y[t] = x[{read}]"], y.numel, "x, y")
+    note = f"{what} as {dims}, one thread per output"
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), note, grid=grid1(y.numel))
 
 
@@ -161,5 +165,6 @@ def reduce_sum(node: Node, ins: list[TensorType], outs: list[TensorType]) -> Ker
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), note, grid=grid1(y.numel))
 
 
-TEMPLATES = {"transpose": plain_only(transpose), "concat": plain_only(concat), "pad": plain_only(pad),
+TEMPLATES = {"transpose": plain_only(affine), "slice": plain_only(affine), "expand": plain_only(affine),
+             "concat": plain_only(concat), "pad": plain_only(pad),
              "reduce_sum": plain_only(reduce_sum)}
