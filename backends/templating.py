@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -70,6 +71,89 @@ def view_strides(node: Node, x: TensorType, y: TensorType) -> tuple[int, list[in
         return base, [s * k for s, k in zip(st, a["steps"], strict=True)], \
             f"slice from {list(a['starts'])} by {list(a['steps'])}"
     return 0, broadcast_strides(x.shape, y.shape), f"expand {list(x.shape)} to {list(y.shape)}"
+
+
+@dataclass(frozen=True)
+class ResizeLoop:
+    """One output loop of a resize kernel: `size` iterations; a kept run of axes (taps 0) steps
+    the input by `in_stride`; a resized axis reads its tap tables at i * taps + t: the input
+    offsets ix (indices times the input stride), the weights wx (not for nearest) and, for
+    tf_crop_and_resize, the extrapolated flags ex."""
+
+    size: int
+    in_stride: int
+    out_stride: int
+    taps: int = 0
+    weighted: bool = False
+    flagged: bool = False
+
+
+def resize_plan(node: Node, x: TensorType, y: TensorType) -> tuple[list[ResizeLoop], dict[str, np.ndarray]]:
+    """The loops of a resize kernel (runs of kept axes merged) and its packed tap tables, named
+    `<output>.ix<loop>` and so on, for the cpu and cuda templates alike (ir/ops/resize.py
+    computes the taps)."""
+    from ..ir.ops.resize import resized_axes, taps_of
+
+    a, out = node.attrs, node.outputs[0].name
+    resized = set(resized_axes(x, a))
+    in_st, out_st = strides(x.shape), strides(y.shape)
+    loops: list[ResizeLoop] = []
+    packed: dict[str, np.ndarray] = {}
+    for k in range(x.rank):
+        if k in resized:
+            idx, w, ext = taps_of(x, a, k)
+            j = len(loops)
+            packed[f"{out}.ix{j}"] = (idx * in_st[k]).astype(np.int64).reshape(-1)
+            if a["mode"] != "nearest":
+                packed[f"{out}.wx{j}"] = w.reshape(-1).astype(np.float64)
+            if ext is not None:
+                packed[f"{out}.ex{j}"] = ext.astype(np.bool_)
+            loops.append(ResizeLoop(y.shape[k], in_st[k], out_st[k], idx.shape[1], a["mode"] != "nearest",
+                                    ext is not None))
+        elif y.shape[k] == 1:
+            continue
+        elif loops and not loops[-1].taps:
+            last = loops[-1]
+            loops[-1] = ResizeLoop(last.size * y.shape[k], in_st[k], out_st[k])
+        else:
+            loops.append(ResizeLoop(y.shape[k], in_st[k], out_st[k]))
+    return loops or [ResizeLoop(1, 0, 0)], packed
+
+
+def resize_body(loops: list[ResizeLoop], a, dtype: str, index) -> list[str]:
+    """Lines computing y[o] from the loop indices `index(j)`, for both targets: the input offset
+    of the kept axes, then the taps of the resized ones (a weighted sum in float64; nearest
+    copies one element); an extrapolated output gets the extrapolation value."""
+    base = " + ".join(f"{index(j)} * {lp.in_stride}" for j, lp in enumerate(loops) if not lp.taps) or "0"
+    out = " + ".join(f"{index(j)} * {lp.out_stride}" for j, lp in enumerate(loops) if lp.out_stride) or "0"
+    tapped = [(j, lp) for j, lp in enumerate(loops) if lp.taps]
+    lines = [f"b = {base}", f"o = {out}"]
+    if a["mode"] == "nearest":
+        body = [f"y[o] = x[{' + '.join(['b', *(f'ix{j}[{index(j)}]' for j, _ in tapped)])}]"]
+    else:
+        body, ind, prod, where = ["acc = 0.0"], "", [], ["b"]
+        for j, lp in tapped:
+            body += [f"{ind}for t{j} in range({lp.taps}):", f"{ind}    a{j} = {index(j)} * {lp.taps} + t{j}"]
+            ind += "    "
+            prod.append(f"wx{j}[a{j}]")
+            where.append(f"ix{j}[a{j}]")
+        body.append(f"{ind}acc += {' * '.join(prod)} * x[{' + '.join(where)}]")
+        body.append(f"y[o] = {NP_NAMES[dtype]}(acc)")
+    flags = [f"ex{j}[{index(j)}]" for j, lp in tapped if lp.flagged]
+    if not flags:
+        return lines + body
+    v = a["extrapolation"]
+    fill = f"{NP_NAMES[dtype]}(np.nan)" if math.isnan(v) else lit(v, dtype)
+    return lines + [f"if {' or '.join(flags)}:", f"    y[o] = {fill}", "else:", *("    " + b for b in body)]
+
+
+def resize_params(loops: list[ResizeLoop]) -> list[str]:
+    """The kernel's table parameters, in packed order."""
+    names = []
+    for j, lp in enumerate(loops):
+        if lp.taps:
+            names += [f"ix{j}"] + ([f"wx{j}"] if lp.weighted else []) + ([f"ex{j}"] if lp.flagged else [])
+    return names
 
 
 def collapse(shape: Sequence[int], *stride_sets: Sequence[int]) -> tuple[list[int], list[list[int]]]:

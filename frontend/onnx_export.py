@@ -286,6 +286,27 @@ def _expand(ex: _Exporter, node: Node):
     return "Expand", [node.inputs[0], ex.const(node, "shape", np.array(node.attrs["shape"], np.int64))], {}
 
 
+def _resize(ex: _Exporter, node: Node):
+    """Resize (opset 13+) with the scales kiln maps coordinates by, where they give its output
+    sizes; otherwise the sizes (whose ratios are then the scales)."""
+    a = node.attrs
+    shape = ex.g.type_of(node.inputs[0]).shape
+    if a["antialias"] and ex.opset < 18 or a["coord"] == "half_pixel_symmetric" and ex.opset < 19:
+        raise ex.fail(node, f"antialias needs opset 18 and half_pixel_symmetric opset 19; asked for {ex.opset}")
+    scales = np.array(a["scales"], np.float32)
+    roi = ex.const(node, "roi", np.array(a["roi"], np.float32))
+    if all(int(np.floor(float(s) * d)) == n for s, d, n in zip(scales, shape, a["sizes"], strict=True)):
+        ins = [node.inputs[0], roi, ex.const(node, "scales", scales)]
+    else:
+        ins = [node.inputs[0], roi, "", ex.const(node, "sizes", np.array(a["sizes"], np.int64))]
+    attrs = {"mode": a["mode"], "coordinate_transformation_mode": a["coord"], "nearest_mode": a["nearest_mode"],
+             "cubic_coeff_a": a["cubic_a"], "exclude_outside": int(a["exclude_outside"]),
+             "extrapolation_value": a["extrapolation"]}
+    if a["antialias"]:
+        attrs["antialias"] = 1
+    return "Resize", ins, attrs
+
+
 def _argmax(ex: _Exporter, node: Node):
     """MaxPool's second output (Indices); its first (the values) goes unused."""
     op, ins, attrs = _pool("MaxPool", dilations="dilation", storage_order="storage_order")(ex, node)
@@ -369,6 +390,7 @@ CONVERTERS: dict[str, Converter] = {
     "lrn": _op("LRN", size="size", alpha="alpha", beta="beta", bias="bias"),
     "pad": _pad,
     "slice": _slice,
+    "resize": _resize,
     "expand": _expand,
     "reduce_sum": _reduce_sum,
     "spmm": _spmm,

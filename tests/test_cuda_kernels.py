@@ -206,6 +206,17 @@ def test_expand():
     check(graph("expand", [((1, 4, 1, 1), "i32")], {"shape": (2, 4, 3, 3)}))
 
 
+@pytest.mark.parametrize("attrs", [
+    {"mode": "nearest", "scales": (1, 1, 2, 2), "sizes": (1, 2, 6, 8)},
+    {"mode": "linear", "coord": "align_corners", "scales": (1, 1, 1.5, 0.5), "sizes": (1, 2, 4, 2)},
+    {"mode": "cubic", "exclude_outside": True, "scales": (1, 2, 1, 1), "sizes": (1, 4, 3, 4)},
+    {"mode": "linear", "coord": "tf_crop_and_resize", "scales": (1, 1, 2, 1), "sizes": (1, 2, 6, 4),
+     "roi": (0, 0, -0.2, 0, 1, 1, 0.9, 1), "extrapolation": 3.0},
+])
+def test_resize(attrs):
+    check(graph("resize", [(1, 2, 3, 4)], attrs))
+
+
 def test_concat_axes_and_dtypes():
     check(graph("concat", [(2, 3, 4), (2, 1, 4), (2, 5, 4)], {"axis": 1}))
     check(graph("concat", [(3, 2), (1, 2)], {"axis": 0}))

@@ -238,6 +238,17 @@ def test_shape_ops(build):
     check_grads(build, {"x": (2, 3, 4)})
 
 
+@pytest.mark.parametrize("attrs", [
+    {"mode": "nearest", "scales": (1, 1, 2, 2), "sizes": (1, 2, 6, 8)},
+    {"mode": "linear", "scales": (1, 1, 1.5, 0.5), "sizes": (1, 2, 4, 2)},
+    {"mode": "cubic", "coord": "align_corners", "scales": (1, 1, 5 / 3, 1), "sizes": (1, 2, 5, 4)},
+    {"mode": "linear", "coord": "tf_crop_and_resize", "scales": (1, 1, 2, 1), "sizes": (1, 2, 6, 4),
+     "roi": (0, 0, -0.2, 0, 1, 1, 0.9, 1), "extrapolation": 3.0},
+])
+def test_resize(attrs):
+    check_grads(op("resize", **attrs), {"x": (1, 2, 3, 4)})
+
+
 def test_concat():
     check_grads(lambda b, x, y: b.concat([x, y, x], axis=1), {"x": (2, 3, 2), "y": (2, 1, 2)})
 

@@ -1,7 +1,8 @@
-"""ONNX's run-time data movement (Slice, Split, Gather with constant indices, Expand, Tile,
-DepthToSpace, SpaceToDepth) imported onto kiln's slice, expand, concat, reshape and transpose:
-each model runs on the reference interpreter and the cpu target against onnxruntime, and
-trains through (the gradients against finite differences live in test_gradients)."""
+"""ONNX's run-time data movement and resampling: Slice, Split, Gather with constant indices,
+Expand, Tile, DepthToSpace and SpaceToDepth (onto kiln's slice, expand, concat, reshape and
+transpose), ConvTranspose (conv2d_grad_input) and Resize / Upsample (resize). Each model runs
+on the reference interpreter and the cpu target against onnxruntime; the gradients, against
+finite differences, live in test_gradients."""
 
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ from test_onnx_import import model, node, rand, run_ort
 I64 = np.int64
 
 
-def check_targets(m, feeds, targets=("reference", "cpu")):
+def check_targets(m, feeds, targets=("reference", "cpu"), tol=1e-6):
     want = run_ort(m, feeds)
     g = from_onnx(m)
     for target in targets:
         got = interpret(g, feeds) if target == "reference" else kiln.compile(g, target=target).run(feeds)
         for i, (a, b) in enumerate(zip(got, want, strict=True)):
             assert a.shape == b.shape, f"{target} output {i}: {a.shape} vs onnxruntime {b.shape}"
-            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6, err_msg=f"{target} output {i}")
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=f"{target} output {i}")
     return g
 
 
@@ -151,3 +152,39 @@ def test_conv_transpose(xs, ws, attrs, bias):
     g = from_onnx(m)
     for got in (interpret(g, {"x": x})[0], kiln.compile(g, target="cpu").run({"x": x})[0]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+RESIZES = [  # attrs, scales or None, sizes or None
+    ({"mode": "nearest"}, [1, 1, 2, 2], None),  # U-Net / YOLO upsampling (half_pixel, round_prefer_floor)
+    ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}, [1, 1, 2, 3], None),
+    ({"mode": "nearest", "nearest_mode": "ceil", "coordinate_transformation_mode": "align_corners"}, None, [2, 3, 7, 4]),
+    ({"mode": "linear"}, [1, 1, 2, 2], None),
+    ({"mode": "linear", "coordinate_transformation_mode": "align_corners"}, None, [2, 3, 9, 5]),
+    ({"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}, [1, 1, 0.5, 1.5], None),
+    ({"mode": "cubic", "coordinate_transformation_mode": "asymmetric"}, [1, 1, 1.5, 2], None),
+    ({"mode": "cubic", "cubic_coeff_a": -0.5, "exclude_outside": 1}, None, [2, 3, 3, 8]),
+]
+
+
+@pytest.mark.parametrize("attrs, scales, sizes", RESIZES)
+def test_resize(attrs, scales, sizes):
+    x = rand(0, 2, 3, 5, 4)
+    inits = {"roi": np.zeros(0, np.float32), "scales": np.array(scales or [], np.float32)}
+    if sizes is not None:
+        inits["sizes"] = np.array(sizes, I64)
+    nodes = [node("Relu", ["x"], ["r"]), node("Resize", ["r", *inits], ["y"], **attrs)]
+    check_targets(model(nodes, {"x": x}, ["y"], inits, opset=13), {"x": x}, tol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_upsample(mode):
+    x = rand(0, 1, 2, 3, 4)
+    m = model([node("Upsample", ["x", "s"], ["y"], mode=mode)], {"x": x}, ["y"],
+              {"s": np.array([1, 1, 2, 3], np.float32)}, opset=9)
+    check_targets(m, {"x": x}, tol=1e-5)
+
+
+def test_resize_nearest_of_integers():
+    x = np.arange(24, dtype=np.int32).reshape(1, 2, 3, 4)
+    inits = {"roi": np.zeros(0, np.float32), "scales": np.array([1, 1, 2, 0.5], np.float32)}
+    check_targets(model([node("Resize", ["x", *inits], ["y"])], {"x": x}, ["y"], inits), {"x": x})

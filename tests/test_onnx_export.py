@@ -137,8 +137,11 @@ def every_op_graph() -> Graph:
     wide = b.op("expand", [b.op("reduce_sum", [act], {"axes": (1,), "keepdims": True})], {"shape": (3, 1, 4, 1, 1)})
     up = b.op("conv2d_grad_input", [act, const("up.w", 4, 3, 3, 2)],
               {"stride": (2, 3), "pads": (1, 0, 0, 1), "groups": 1, "input_hw": (17, 12)})
+    near = b.op("resize", [act], {"mode": "nearest", "scales": (1, 1, 2, 2), "sizes": (2, 4, 16, 8)})
+    cubic = b.op("resize", [act], {"mode": "cubic", "coord": "align_corners", "scales": (1, 1, 0.75, 1.75),
+                                   "sizes": (2, 4, 6, 7)})
     return b.build(g2, sm, lsm, lrn, pad_c, pad_r, pad_e, where, total, chain, *acts, v, table_chain,
-                   sliced, wide, up)
+                   sliced, wide, up, near, cubic)
 
 
 def test_every_op_graph_uses_every_exportable_op():

@@ -274,3 +274,107 @@ def conv_transpose(ctx: ImportContext, node: NodeView) -> list:
         y = ctx.emit("add", [y, ctx.emit("reshape", [b], {"shape": (ctx.type(b).shape[0], 1, 1)})])
     return [_finish(ctx, ctx.emit("identity", [y], out=node.outputs[0] if rank == 2 else None), rank,
                     node.outputs[0])]
+
+
+# -- Resize and Upsample: one kiln resize, the scales and output sizes fixed at compile time ---
+_RESIZE_ATTRS = ("mode", "coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside",
+                 "extrapolation_value", "nearest_mode", "antialias", "axes", "keep_aspect_ratio_policy")
+
+
+def _floats(ctx: ImportContext, name: str | None, what: str) -> list[float] | None:
+    """A known float input as a list; None when absent or empty (ONNX's "not given")."""
+    if not name:
+        return None
+    v = ctx.value_of(name, f"Resize's {what}").reshape(-1)
+    return [float(s) for s in v] if v.size else None
+
+
+def _emit_resize(ctx: ImportContext, node: NodeView, scales, sizes, roi, attrs: dict) -> list:
+    x = node.input(0)
+    shape = list(ctx.type(x).shape)
+    rank = len(shape)
+    axes = [int(a) + rank if a < 0 else int(a) for a in (node.attr("axes") or range(rank))]
+    if any(not 0 <= a < rank for a in axes) or len(set(axes)) != len(axes):
+        raise ConvertError(f"axes {node.attr('axes')} are not distinct axes of a rank-{rank} input")
+    given = sizes if sizes is not None else scales
+    if given is None:
+        raise ConvertError("Resize needs scales or sizes")
+    if len(given) != len(axes):
+        raise ConvertError(f"{'sizes' if sizes is not None else 'scales'} {given} need one value per axis {axes}")
+    full_scales, full_sizes = [1.0] * rank, list(shape)
+    if sizes is not None:
+        for a, n in zip(axes, sizes, strict=True):
+            full_sizes[a], full_scales[a] = int(n), int(n) / shape[a] if shape[a] else 1.0
+        policy = node.attr("keep_aspect_ratio_policy", "stretch")
+        if policy in ("not_larger", "not_smaller"):
+            pick = min if policy == "not_larger" else max
+            s = pick(full_scales[a] for a in axes)
+            for a in axes:
+                full_scales[a], full_sizes[a] = s, int(s * shape[a] + 0.5)
+        elif policy != "stretch":
+            raise ConvertError(f"keep_aspect_ratio_policy {policy!r} is not stretch, not_larger or not_smaller")
+    else:
+        for a, s in zip(axes, scales, strict=True):
+            if s <= 0:
+                raise ConvertError(f"scales {scales} must be positive")
+            full_scales[a], full_sizes[a] = s, int(np.floor(s * shape[a]))
+    full_roi = []
+    if attrs["coord"] == "tf_crop_and_resize":
+        if roi is None or len(roi) != 2 * len(axes):
+            raise ConvertError(f"tf_crop_and_resize needs a roi of {2 * len(axes)} values, got {roi}")
+        full_roi = [0.0] * rank + [1.0] * rank
+        for k, a in enumerate(axes):
+            full_roi[a], full_roi[rank + a] = roi[k], roi[len(axes) + k]
+    if attrs["mode"] == "nearest" and attrs.get("antialias"):
+        raise ConvertError("antialias applies to linear and cubic resizing, not nearest")
+    return [ctx.emit("resize", [x], {**attrs, "scales": full_scales, "sizes": full_sizes, "roi": full_roi},
+                     out=node.outputs[0])]
+
+
+def _resize_mode(node: NodeView) -> str:
+    mode = node.attr("mode", "nearest")
+    mode = {"bilinear": "linear", "trilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
+    if mode not in ("nearest", "linear", "cubic"):
+        raise ConvertError(f"mode {node.attr('mode')!r} is not nearest, linear or cubic")
+    return mode
+
+
+def _legacy_resize(ctx: ImportContext, node: NodeView, scales) -> list:
+    """Upsample and opset-10 Resize: asymmetric coordinates; nearest takes floor(x) when
+    enlarging and ceil(x) when shrinking, as onnxruntime does."""
+    mode = _resize_mode(node)
+    shrink = any(s < 1 for s in scales)
+    attrs = {"mode": mode, "coord": "asymmetric", "nearest_mode": "ceil" if shrink else "floor"}
+    return _emit_resize(ctx, node, [float(s) for s in scales], None, None, attrs)
+
+
+@converter("Upsample", since=7, attrs=("mode", "scales"))
+def upsample_attr(ctx: ImportContext, node: NodeView) -> list:
+    return _legacy_resize(ctx, node, node.attr("scales"))
+
+
+@converter("Upsample", since=9, attrs=("mode",))
+def upsample_input(ctx: ImportContext, node: NodeView) -> list:
+    return _legacy_resize(ctx, node, _floats(ctx, node.input(1), "scales"))
+
+
+@converter("Resize", since=10, attrs=("mode",))
+def resize_10(ctx: ImportContext, node: NodeView) -> list:
+    return _legacy_resize(ctx, node, _floats(ctx, node.input(1), "scales"))
+
+
+@converter("Resize", since=11, attrs=_RESIZE_ATTRS)
+def resize(ctx: ImportContext, node: NodeView) -> list:
+    sizes = None
+    if node.input(3):
+        v = ctx.value_of(node.input(3), "Resize's sizes").reshape(-1)
+        sizes = [int(n) for n in v] if v.size else None
+    attrs = {"mode": _resize_mode(node),
+             "coord": node.attr("coordinate_transformation_mode", "half_pixel"),
+             "nearest_mode": node.attr("nearest_mode", "round_prefer_floor"),
+             "cubic_a": float(node.attr("cubic_coeff_a", -0.75)),
+             "exclude_outside": bool(node.attr("exclude_outside", 0)),
+             "antialias": bool(node.attr("antialias", 0)),
+             "extrapolation": float(node.attr("extrapolation_value", 0.0))}
+    return _emit_resize(ctx, node, _floats(ctx, node.input(2), "scales"), sizes,
+                        _floats(ctx, node.input(1), "roi"), attrs)

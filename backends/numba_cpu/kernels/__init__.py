@@ -13,13 +13,15 @@ from . import (
     pool,
     pool_grad,
     reduce,
+    resize,
     shape,
     sparse,
     train,
 )
 
 TEMPLATES = {**elementwise.TEMPLATES, **conv.TEMPLATES, **pool.TEMPLATES, **norm.TEMPLATES,
-             **matmul.TEMPLATES, **shape.TEMPLATES, **sparse.TEMPLATES, **argmax.TEMPLATES}
+             **matmul.TEMPLATES, **shape.TEMPLATES, **sparse.TEMPLATES, **argmax.TEMPLATES,
+             **resize.TEMPLATES}
 # training: backward, loss and optimizer ops
 TEMPLATES |= {**train.TEMPLATES, **conv_grad.TEMPLATES, **pool_grad.TEMPLATES, **norm_train.TEMPLATES,
               **loss.TEMPLATES, **reduce.TEMPLATES}
