@@ -258,6 +258,24 @@ def unary_expr(node: Node, t: TensorType) -> str:
 
 
 BINARY_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}  # the arithmetic ops as Python operators
+# every binary op on scalars va and vb (max and min keep a NaN from either side, as numpy does)
+BINARY_EXPRS = {**{op: f"va {sym} vb" for op, sym in BINARY_SYMBOLS.items()}, "pow": "va ** vb",
+                "max": "va if va > vb or va != va else vb", "min": "va if va < vb or va != va else vb",
+                "equal": "va == vb", "less": "va < vb", "greater": "va > vb", "less_equal": "va <= vb",
+                "greater_equal": "va >= vb"}
+
+
+def binary_expr(op: str, out_dtype: str) -> str:
+    """The scalar expression of a binary op on va and vb; integer division truncates toward zero
+    (as ONNX and the reference)."""
+    if op == "div" and out_dtype.startswith(("i", "u")):
+        return f"{NP_NAMES[out_dtype]}(va / vb)"
+    return BINARY_EXPRS[op]
+
+
+def cast_expr(v: str, to: str) -> str:
+    """v converted to dtype `to`: a float to an integer truncates toward zero; to bool, v != 0."""
+    return f"{v} != 0" if to == "bool" else f"{NP_NAMES[to]}({v})"
 
 
 def chain_lines(node: Node, t: TensorType, index: dict[int, str]) -> list[str]:

@@ -307,6 +307,10 @@ def _resize(ex: _Exporter, node: Node):
     return "Resize", ins, attrs
 
 
+def _cast(ex: _Exporter, node: Node):
+    return "Cast", list(node.inputs), {"to": helper.np_dtype_to_tensor_dtype(node.outputs[0].type.np_dtype)}
+
+
 def _argmax(ex: _Exporter, node: Node):
     """MaxPool's second output (Indices); its first (the values) goes unused."""
     op, ins, attrs = _pool("MaxPool", dilations="dilation", storage_order="storage_order")(ex, node)
@@ -374,6 +378,16 @@ CONVERTERS: dict[str, Converter] = {
     "sub": _op("Sub"),
     "mul": _op("Mul"),
     "div": _op("Div"),
+    "pow": _op("Pow"),
+    "max": _op("Max"),
+    "min": _op("Min"),
+    "equal": _op("Equal"),
+    "less": _op("Less"),
+    "greater": _op("Greater"),
+    "less_equal": _op("LessOrEqual"),
+    "greater_equal": _op("GreaterOrEqual"),
+    "where": _op("Where"),
+    "cast": _cast,
     "maxpool2d": _pool("MaxPool", dilations="dilation"),
     "maxpool2d_argmax": _argmax,
     "avgpool2d": _pool("AveragePool", count_include_pad="count_include_pad"),

@@ -5,7 +5,8 @@
 A case counts toward an op kiln claims (a converter, or Constant/ConstantOfShape, which fold)
 when every op in its graph is claimed. Inputs that kiln needs at compile time (a Reshape's shape,
 a Clip's bounds) are bound as constants from the case's data, as a static-shape compiler must.
-The cases kiln cannot pass are listed in KNOWN_GAPS with the reason; they run as strict xfails,
+The cases kiln cannot pass are listed in KNOWN_GAPS with the reason, or have a data type kiln
+has no dtype for (`gap`); they run as strict xfails,
 so one that starts passing is noticed.
 
     python tests/onnx_conformance.py     # prints the per-op table for the README
@@ -22,8 +23,9 @@ from collections import Counter
 import numpy as np
 import onnx
 from kiln.frontend.onnx import supported_ops
+from kiln.ir.types import DTYPES, dtype_of
 from kiln.onnx_backend import KilnBackendRep
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 CLAIMED = frozenset(supported_ops()) | {"Constant", "ConstantOfShape"}
 _TRAINING = ("a training-mode dropout draws a random mask: the expected output is numpy's own random stream "
@@ -83,11 +85,47 @@ def model_cases() -> list:
     return out
 
 
+def _array(v):
+    return numpy_helper.to_array(v) if isinstance(v, onnx.TensorProto) else v
+
+
+def foreign_types(model: onnx.ModelProto) -> list[str]:
+    """The graph's input and output element types that kiln has no dtype for (bfloat16, the
+    float8, 4-bit and 2-bit types, strings)."""
+    names = []
+    for vi in (*model.graph.input, *model.graph.output):
+        t = vi.type.tensor_type.elem_type
+        try:
+            dtype_of(helper.tensor_dtype_to_np_dtype(t))
+        except Exception:  # noqa: BLE001
+            names.append(onnx.TensorProto.DataType.Name(t))
+    return sorted(set(names))
+
+
+def _has_float16(model: onnx.ModelProto) -> bool:
+    f16 = onnx.TensorProto.FLOAT16
+    return any(vi.type.tensor_type.elem_type == f16 for vi in (*model.graph.input, *model.graph.output))
+
+
+def gap(name: str, model: onnx.ModelProto, target: str = "reference") -> str | None:
+    """Why kiln cannot pass a case on `target`, or None: KNOWN_GAPS, a data type kiln does not
+    have, or float16 on a kernel target (refused at compile time there)."""
+    if name in KNOWN_GAPS:
+        return KNOWN_GAPS[name]
+    foreign = foreign_types(model)
+    if foreign:
+        return f"data type(s) {', '.join(foreign)}: kiln's tensors are {', '.join(DTYPES)}"
+    if target != "reference" and _has_float16(model):
+        return f"float16 is refused at compile time on the {target} target (it runs on the reference target)"
+    return None
+
+
 def run_case(model: onnx.ModelProto, data_sets, rtol: float, atol: float, target: str = "reference") -> None:
     """Import, compile and run `model` on each data set; assert every output within tolerance."""
     for inputs, expected in data_sets:
         rep = KilnBackendRep(model, target)
-        got = rep.run(list(inputs))
+        got = rep.run([_array(i) for i in inputs])
+        expected = [_array(e) for e in expected]
         assert len(got) == len(expected)
         for g, e in zip(got, expected, strict=True):
             e = np.asarray(e)

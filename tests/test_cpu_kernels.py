@@ -13,6 +13,7 @@ from kiln.backends.numba_cpu.kernels import shape as shape_kernels
 from kiln.backends.numba_cpu.kernels.common import PARALLEL_MIN
 from kiln.errors import UnsupportedError
 from kiln.frontend import Builder
+from kiln.ir import TensorType
 
 F32_TOL = {"rtol": 1e-5, "atol": 1e-5}
 
@@ -233,6 +234,44 @@ def test_transpose_rank_3_and_4():
     outs += [b.op("transpose", [x4], {"perm": p}) for p in perms4]
     outs.append(b.op("transpose", [xb], {"perm": (2, 1, 0)}))
     check(b.build(*outs))
+
+
+# -- binary arithmetic, comparisons, where, cast ------------------------------------------------
+@pytest.mark.parametrize("op", ["pow", "max", "min", "equal", "less", "greater", "less_equal", "greater_equal"])
+def test_binary_ops_broadcast(op):
+    b = Builder(op, seed=0)
+    x, y = b.input("x", (2, 3, 4)), b.input("y", (3, 1))
+    outs = [b.op(op, [b.op("abs", [x]) if op == "pow" else x, y])]
+    if op != "pow":
+        xi, yi = b.input("xi", (4, 5), "i32"), b.input("yi", (5,), "i32")
+        outs.append(b.op(op, [xi, yi]))
+    f = feeds(b.build(*outs))
+    f["y"][0, 0] = f["x"][0, 0, 0]  # a tie
+    check(b.build(*outs), f=f)
+
+
+def test_max_and_min_keep_nan_from_either_side():
+    b = Builder("nan", seed=0)
+    x, y = b.input("x", (4,)), b.input("y", (4,))
+    f = {"x": np.array([np.nan, 1, np.nan, 2], np.float32), "y": np.array([1, np.nan, np.nan, 3], np.float32)}
+    got = kiln.compile(b.build(b.op("max", [x, y]), b.op("min", [x, y])), target="cpu").run(f)
+    np.testing.assert_array_equal(got[0], np.maximum(f["x"], f["y"]))
+    np.testing.assert_array_equal(got[1], np.minimum(f["x"], f["y"]))
+
+
+def test_where_broadcasts_all_three():
+    b = Builder("where", seed=0)
+    x, y, z = b.input("x", (2, 1, 4)), b.input("y", (3, 1)), b.input("z", (1, 3, 4))
+    check(b.build(b.op("where", [b.op("greater", [x, z]), y, z])))
+
+
+@pytest.mark.parametrize("src, to", [("f32", "i32"), ("f32", "bool"), ("i64", "f32"), ("f64", "f32"),
+                                     ("bool", "f64"), ("i32", "u8")])
+def test_cast(src, to):
+    b = Builder("cast", seed=0)
+    x = b.input("x", (3, 5), src)
+    check(b.build(b.op("cast", [b.op("mul", [x, b.const("k", np.array(3, TensorType(src, ()).np_dtype))])
+                                if src == "f32" else x], {"to": to})))
 
 
 SLICES = [  # (input shape, starts, steps, sizes)

@@ -217,6 +217,18 @@ def test_resize(attrs):
     check(graph("resize", [(1, 2, 3, 4)], attrs))
 
 
+@pytest.mark.parametrize("op", ["pow", "max", "min", "less_equal", "equal"])
+def test_binary_ops_broadcast(op):
+    check(graph(op, [(2, 3, 4), (3, 1)]) if op != "pow" else graph(op, [((2, 3), "f64"), ((3,), "f64")]),
+          f=None if op != "pow" else {"x0": np.abs(np.arange(6.0).reshape(2, 3)) + 0.5, "x1": np.array([0.5, 2, -1.0])})
+
+
+def test_where_and_cast():
+    check(graph("where", [((2, 1, 3), "bool"), (4, 1), (1, 4, 3)]))
+    check(graph("cast", [(3, 5)], {"to": "i32"}))
+    check(graph("cast", [((4,), "i64")], {"to": "f32"}))
+
+
 def test_concat_axes_and_dtypes():
     check(graph("concat", [(2, 3, 4), (2, 1, 4), (2, 5, 4)], {"axis": 1}))
     check(graph("concat", [(3, 2), (1, 2)], {"axis": 0}))

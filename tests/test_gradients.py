@@ -118,6 +118,20 @@ def test_binary_broadcasting(name, sa, sb):
     check_grads(op(name), {"a": sa, "b": sb}, feeds)
 
 
+@pytest.mark.parametrize("name", ["max", "min", "pow"])
+def test_max_min_pow(name):
+    def build(b, x, y):
+        return b.op(name, [b.op("add", [b.op("abs", [x]), b.const("half", np.array(0.5))]) if name == "pow" else x, y])
+    check_grads(build, {"x": (3, 4), "y": (4,)})
+
+
+def test_where_and_cast():
+    def build(b, x, y):
+        c = b.op("greater", [x, b.const("zero", np.array(0.0))])
+        return b.op("mul", [b.op("where", [c, x, y]), b.op("cast", [c], {"to": "f64"})])  # bool: no gradient
+    check_grads(build, {"x": (2, 3), "y": (3,)})
+
+
 @pytest.mark.parametrize("slope", [(3, 1, 1), (1,), (2, 3, 4, 5)])
 def test_prelu(slope):
     check_grads(op("prelu"), {"x": (2, 3, 4, 5), "slope": slope})

@@ -6,14 +6,16 @@ import os
 import numpy as np
 import pytest
 from conftest import HAS_GPU
-from onnx_conformance import KNOWN_GAPS, model_cases, node_cases, run_case
+from onnx_conformance import KNOWN_GAPS, gap, model_cases, node_cases, run_case
 
 SIMULATOR_MAX_OUTPUTS = 5000  # the simulator runs each CUDA thread in Python: ~1 ms per thread
 SIM_ALL = os.environ.get("KILN_SIM_ALL") == "1"  # run the big cases in the simulator anyway
 
 
-def _param(name, values):
-    marks = [pytest.mark.xfail(reason=KNOWN_GAPS[name], strict=True)] if name in KNOWN_GAPS else []
+def _param(name, values, target="reference"):
+    model = values[0].model if len(values) == 1 else values[1]
+    why = gap(name, model, target)
+    marks = [pytest.mark.xfail(reason=why, strict=True)] if why else []
     return pytest.param(*values, id=name, marks=marks)
 
 
@@ -28,14 +30,14 @@ def test_model_case(name, model, sets, rtol, atol):
     run_case(model, sets, rtol, atol)
 
 
-@pytest.mark.parametrize("case", [_param(c.name, [c]) for c in node_cases()])
+@pytest.mark.parametrize("case", [_param(c.name, [c], "cpu") for c in node_cases()])
 def test_node_case_on_cpu(case):
     """Every node case again through the numba CPU target's generated kernels."""
     run_case(case.model, case.data_sets, case.rtol, case.atol, target="cpu")
 
 
 @pytest.mark.parametrize("name, model, sets, rtol, atol",
-                         [_param(name, [name, m, s, r, a]) for name, _, m, s, r, a in model_cases()])
+                         [_param(name, [name, m, s, r, a], "cpu") for name, _, m, s, r, a in model_cases()])
 def test_model_case_on_cpu(name, model, sets, rtol, atol):
     """The same model tests through the numba CPU target's generated kernels."""
     run_case(model, sets, rtol, atol, target="cpu")
@@ -55,14 +57,14 @@ def _on_cuda(model, sets, rtol, atol):
     run_case(model, sets, rtol, atol, target="cuda")
 
 
-@pytest.mark.parametrize("case", [_param(c.name, [c]) for c in node_cases()])
+@pytest.mark.parametrize("case", [_param(c.name, [c], "cuda") for c in node_cases()])
 def test_node_case_on_cuda(case):
     """Every node case through the CUDA target's kernels (in the simulator without a GPU)."""
     _on_cuda(case.model, case.data_sets, case.rtol, case.atol)
 
 
 @pytest.mark.parametrize("name, model, sets, rtol, atol",
-                         [_param(name, [name, m, s, r, a]) for name, _, m, s, r, a in model_cases()])
+                         [_param(name, [name, m, s, r, a], "cuda") for name, _, m, s, r, a in model_cases()])
 def test_model_case_on_cuda(name, model, sets, rtol, atol):
     """The pytorch-converted / pytorch-operator model tests through the CUDA target."""
     _on_cuda(model, sets, rtol, atol)

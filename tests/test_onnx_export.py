@@ -140,8 +140,13 @@ def every_op_graph() -> Graph:
     near = b.op("resize", [act], {"mode": "nearest", "scales": (1, 1, 2, 2), "sizes": (2, 4, 16, 8)})
     cubic = b.op("resize", [act], {"mode": "cubic", "coord": "align_corners", "scales": (1, 1, 0.75, 1.75),
                                    "sizes": (2, 4, 6, 7)})
+    big = b.op("max", [act, b.op("min", [y, const("cap", 4, 1, 1)])])
+    powed = b.op("pow", [b.op("abs", [act]), const("expo", 1, 1, 4, lo=0.5, hi=2)])
+    tests = [b.op(op, [act, y]) for op in ("equal", "less", "greater", "less_equal")]
+    picked = b.op("where", [b.op("greater_equal", [act, y]), act, const("other", 1)])
+    cast = b.op("cast", [b.op("cast", [act], {"to": "i32"})], {"to": "f64"})
     return b.build(g2, sm, lsm, lrn, pad_c, pad_r, pad_e, where, total, chain, *acts, v, table_chain,
-                   sliced, wide, up, near, cubic)
+                   sliced, wide, up, near, cubic, big, powed, *tests, picked, cast)
 
 
 def test_every_op_graph_uses_every_exportable_op():

@@ -35,7 +35,7 @@ RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "Ra
                         "Multinomial", "Bernoulli"})
 # Ops that import only when their inputs are known at compile time (shape arithmetic and
 # constants); they fold into consts.
-FOLDED_OPS = ("Constant", "ConstantOfShape", "Range", "ReduceProd", "Equal", "Where", "NonZero", "Floor", "Ceil")
+FOLDED_OPS = ("Constant", "ConstantOfShape", "Range", "ReduceProd", "NonZero", "Floor", "Ceil")
 
 
 def _load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:

@@ -69,11 +69,21 @@ def clip_attrs(ctx: ImportContext, node: NodeView) -> list:
 
 @converter("Clip", since=11)
 def clip_inputs(ctx: ImportContext, node: NodeView) -> list:
-    bounds = []
-    for i, default in ((1, -math.inf), (2, math.inf)):
-        name = node.input(i)
-        bounds.append(float(ctx.value_of(name, f"Clip's {'min' if i == 1 else 'max'}")) if name else default)
-    return [ctx.emit("clip", [node.input(0)], {"min": bounds[0], "max": bounds[1]}, out=node.outputs[0])]
+    """Known bounds make one clip; a bound computed at run time (a graph input) becomes a max
+    (for min) or min (for max) with it, so x stays NaN where it is NaN."""
+    x = node.input(0)
+    if all(not node.input(i) or node.input(i) in ctx.known for i in (1, 2)):
+        bounds = []
+        for i, default in ((1, -math.inf), (2, math.inf)):
+            name = node.input(i)
+            bounds.append(float(ctx.known[name]) if name else default)
+        return [ctx.emit("clip", [x], {"min": bounds[0], "max": bounds[1]}, out=node.outputs[0])]
+    lo, hi = node.input(1), node.input(2)
+    if lo:
+        x = ctx.emit("max", [x, lo], out=None if hi else node.outputs[0])
+    if hi:
+        x = ctx.emit("min", [x, hi], out=node.outputs[0])
+    return [x]
 
 
 def _binary(onnx_op: str, kiln_op: str) -> None:
@@ -82,19 +92,72 @@ def _binary(onnx_op: str, kiln_op: str) -> None:
         return [ctx.emit(kiln_op, [node.input(0), node.input(1)], out=node.outputs[0])]
 
 
-for _o, _k in (("Add", "add"), ("Sub", "sub"), ("Mul", "mul"), ("Div", "div")):
+for _o, _k in (("Add", "add"), ("Sub", "sub"), ("Mul", "mul"), ("Div", "div"), ("Equal", "equal"),
+               ("Less", "less"), ("Greater", "greater"), ("LessOrEqual", "less_equal"),
+               ("GreaterOrEqual", "greater_equal")):
     _binary(_o, _k)
 
 
-@converter("Sum", since=6)
-def sum_(ctx: ImportContext, node: NodeView) -> list:
-    ins = [i for i in node.inputs if i]
-    if len(ins) == 1:
-        return [ctx.emit("identity", ins, out=node.outputs[0])]
-    acc = ins[0]
-    for k, other in enumerate(ins[1:], 2):
-        acc = ctx.emit("add", [acc, other], out=node.outputs[0] if k == len(ins) else None)
-    return [acc]
+@converter("Pow", since=7)
+def pow_(ctx: ImportContext, node: NodeView) -> list:
+    """kiln's pow is on floats: a float base takes the exponent cast to its dtype; an integer
+    base (opset 12+) computes in float64 and truncates back to its dtype, as onnxruntime does."""
+    x, e = node.input(0), node.input(1)
+    xt = ctx.type(x)
+    work = xt.dtype if xt.dtype in ("f16", "f32", "f64") else "f64"
+
+    def as_work(v: str) -> str:
+        if ctx.type(v).dtype == work:
+            return v
+        if v in ctx.known:
+            return ctx.constant(ctx.known[v].astype(np.dtype(work.replace("f", "float"))), "exponent")
+        return ctx.emit("cast", [v], {"to": work})
+
+    if work == xt.dtype:
+        return [ctx.emit("pow", [x, as_work(e)], out=node.outputs[0])]
+    y = ctx.emit("pow", [as_work(x), as_work(e)])
+    return [ctx.emit("cast", [y], {"to": xt.dtype}, out=node.outputs[0])]
+
+
+def _variadic(onnx_op: str, kiln_op: str, mean: bool = False) -> None:
+    @converter(onnx_op, since=6)
+    def convert(ctx: ImportContext, node: NodeView) -> list:
+        """A chain of binary ops left to right (broadcasting at each), then 1/n for Mean."""
+        ins = [i for i in node.inputs if i]
+        if len(ins) == 1:
+            return [ctx.emit("identity", ins, out=node.outputs[0])]
+        acc = ins[0]
+        for k, other in enumerate(ins[1:], 2):
+            acc = ctx.emit(kiln_op, [acc, other], out=node.outputs[0] if k == len(ins) and not mean else None)
+        if mean:
+            t = ctx.type(acc)
+            acc = ctx.emit("mul", [acc, ctx.constant(np.array(1 / len(ins), t.np_dtype), "inv_count")],
+                           out=node.outputs[0])
+        return [acc]
+
+
+_variadic("Sum", "add")
+_variadic("Max", "max")
+_variadic("Min", "min")
+_variadic("Mean", "add", mean=True)
+
+
+@converter("Where", since=9)
+def where(ctx: ImportContext, node: NodeView) -> list:
+    return [ctx.emit("where", [node.input(0), node.input(1), node.input(2)], out=node.outputs[0])]
+
+
+@converter("Cast", since=6, attrs=("to", "saturate", "round_mode"))
+def cast(ctx: ImportContext, node: NodeView) -> list:
+    from onnx import helper
+
+    from ...ir.types import dtype_of
+
+    try:
+        to = dtype_of(helper.tensor_dtype_to_np_dtype(node.attr("to")))
+    except Exception:  # noqa: BLE001
+        raise ConvertError(f"Cast to data type {node.attr('to')} is not one kiln supports") from None
+    return [ctx.emit("cast", [node.input(0)], {"to": to}, out=node.outputs[0])]
 
 
 @converter("Gemm", since=7, attrs=("alpha", "beta", "transA", "transB"))

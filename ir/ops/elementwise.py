@@ -278,6 +278,140 @@ _binary("mul", np.multiply, "a * b")
 _binary("div", np.divide, "a / b")
 
 
+# -- more binary arithmetic, comparisons, select and cast: plain layout ------------------------
+def _float_binary_infer(types, attrs):
+    a, _ = types
+    expect(a.dtype in FLOAT_DTYPES, f"expects float operands, got {a.dtype}")
+    return _binary_infer(types, attrs)
+
+
+def _mask(ctx, node, name: str) -> str:
+    """1.0 where the node's first operand was picked (a >= b for max, a <= b for min), as the
+    operands' float dtype: ties go to the first operand."""
+    a, b = node.inputs
+    t = ctx.type(a)
+    (m,) = ctx.emit("greater_equal" if node.op == "max" else "less_equal", [a, b], base=name + ".pick")
+    return ctx.emit("cast", [m], {"to": t.dtype}, base=name + ".pick")[0]
+
+
+def _pick_grad(ctx, node, dys):
+    """max / min: dy flows to the operand that was picked."""
+    a, b = node.inputs
+    m = _mask(ctx, node, "d" + a)
+    (da,) = ctx.emit("mul", [dys[0], m], base="d" + a)
+    out = [unbroadcast(ctx, da, ctx.type(a).shape) if ctx.needs(node, 0) else None]
+    if ctx.needs(node, 1):
+        (db,) = ctx.emit("sub", [dys[0], da], base="d" + b)
+        out.append(unbroadcast(ctx, db, ctx.type(b).shape))
+    else:
+        out.append(None)
+    return out
+
+
+def _pow_grad(ctx, node, dys):
+    """y = a ** b: da = dy * b * y / a written as dy * b * a ** (b - 1); db = dy * y * log(a)."""
+    a, b = node.inputs
+    y = node.outputs[0].name
+    out = [None, None]
+    if ctx.needs(node, 0):
+        one = ctx.const(np.asarray(1.0, ctx.type(b).np_dtype), "one")
+        (bm1,) = ctx.emit("sub", [b, one], base="d" + a)
+        (p,) = ctx.emit("pow", [a, bm1], base="d" + a)
+        (t,) = ctx.emit("mul", [p, b], base="d" + a)
+        (t,) = ctx.emit("mul", [dys[0], t], base="d" + a)
+        out[0] = unbroadcast(ctx, t, ctx.type(a).shape)
+    if ctx.needs(node, 1):
+        (la,) = ctx.emit("log", [a], base="d" + b)
+        (t,) = ctx.emit("mul", [y, la], base="d" + b)
+        (t,) = ctx.emit("mul", [dys[0], t], base="d" + b)
+        out[1] = unbroadcast(ctx, t, ctx.type(b).shape)
+    return out
+
+
+for _name, _fn, _doc, _grad in (
+        ("pow", np.power, "a ** b (float)", _pow_grad),
+        ("max", np.maximum, "the larger of a and b (NaN if either is NaN)", _pick_grad),
+        ("min", np.minimum, "the smaller of a and b (NaN if either is NaN)", _pick_grad)):
+    register(OpDef(
+        name=_name, family="elementwise", inputs=("a", "b"), outputs=("y",), attrs={},
+        infer=_float_binary_infer if _name == "pow" else _binary_infer,
+        reference=lambda xs, a, fn=_fn: [np.asarray(fn(xs[0], xs[1]), dtype=xs[0].dtype)],
+        grad=_grad, doc=_doc + " with numpy broadcasting",
+    ))
+
+
+def _compare_infer(types, attrs):
+    a, b = types
+    expect(a.dtype == b.dtype, f"operand dtypes differ: {a.dtype} vs {b.dtype}")
+    return [TensorType("bool", broadcast_shape(a.shape, b.shape))]
+
+
+def _no_grad(ctx, node, dys):
+    return [None] * len(node.inputs)
+
+
+COMPARISONS = {"equal": np.equal, "less": np.less, "greater": np.greater, "less_equal": np.less_equal,
+               "greater_equal": np.greater_equal}
+for _name, _fn in COMPARISONS.items():
+    register(OpDef(
+        name=_name, family="elementwise", inputs=("a", "b"), outputs=("y",), attrs={},
+        infer=_compare_infer, reference=lambda xs, a, fn=_fn: [np.asarray(fn(xs[0], xs[1]))],
+        grad=_no_grad, doc=f"bool: a {_name.replace('_', ' ')} b, with numpy broadcasting (NaN compares false)",
+    ))
+
+
+def _where_infer(types, attrs):
+    c, a, b = types
+    expect(c.dtype == "bool", f"the condition must be bool, got {c}")
+    expect(a.dtype == b.dtype, f"the branches' dtypes differ: {a.dtype} vs {b.dtype}")
+    return [TensorType(a.dtype, broadcast_shape(c.shape, a.shape, b.shape))]
+
+
+def _where_grad(ctx, node, dys):
+    c, a, b = node.inputs
+    out = [None, None, None]
+    for k, name in ((1, a), (2, b)):
+        if ctx.needs(node, k):
+            zero = ctx.const(np.zeros((), ctx.type(name).np_dtype), "zero")
+            picks = [dys[0], zero] if k == 1 else [zero, dys[0]]
+            (g,) = ctx.emit("where", [c, *picks], base="d" + name)
+            out[k] = unbroadcast(ctx, g, ctx.type(name).shape)
+    return out
+
+
+register(OpDef(
+    name="where", family="elementwise", inputs=("cond", "a", "b"), outputs=("y",), attrs={},
+    infer=_where_infer, reference=lambda xs, a: [np.where(xs[0], xs[1], xs[2]).astype(xs[1].dtype)],
+    grad=_where_grad, doc="a where cond, else b, with numpy broadcasting of all three",
+))
+
+
+def _cast_infer(types, attrs):
+    return [TensorType(attrs["to"], types[0].shape)]
+
+
+def _cast_ref(xs, a):
+    x, to = xs[0], TensorType(a["to"], ()).np_dtype
+    if x.dtype.kind == "f" and to.kind in "iu":  # truncate toward zero; NaN and overflow are undefined
+        with np.errstate(invalid="ignore"):
+            return [np.trunc(x).astype(to)]
+    return [x.astype(to)]
+
+
+def _cast_grad(ctx, node, dys):
+    x = ctx.type(node.inputs[0])
+    if x.dtype not in FLOAT_DTYPES or node.attrs["to"] not in FLOAT_DTYPES:
+        return [None]
+    return ctx.emit("cast", [dys[0]], {"to": x.dtype}, base="d" + node.inputs[0])
+
+
+register(OpDef(
+    name="cast", family="elementwise", inputs=("x",), outputs=("y",), attrs={"to": Attr("str")},
+    infer=_cast_infer, reference=_cast_ref, grad=_cast_grad, show=("to",),
+    doc="x converted to dtype `to` (floats to integers truncate toward zero; to bool: x != 0)",
+))
+
+
 def _prelu_infer(types, attrs):
     x, slope = types
     expect(x.dtype in FLOAT_DTYPES and slope.dtype == x.dtype, f"x and slope must share a float dtype: {x}, {slope}")

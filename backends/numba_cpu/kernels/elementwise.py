@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from ....ir import Node, TensorType
 from ....ir.ops.elementwise import ACTIVATIONS
-from ...templating import BINARY_SYMBOLS, chain_lines, unary_expr
+from ...templating import BINARY_EXPRS, binary_expr, cast_expr, chain_lines, unary_expr
 from .common import (
-    NP_NAMES,
     PARALLEL_MIN,
     KernelSource,
     broadcast_strides,
@@ -29,23 +28,38 @@ def KERNEL(x, y):
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"{node.op}, flat loop", parallel=par)
 
 
-_BINARY = BINARY_SYMBOLS
-
-
 def binary(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
     out = outs[0]
     sa = broadcast_strides(ins[0].shape, out.shape)
     sb = broadcast_strides(ins[1].shape, out.shape)
     shape, (so, sa, sb) = collapse(out.shape, strides(out.shape), sa, sb)
     par = out.numel >= PARALLEL_MIN
-    op = _BINARY[node.op]
-    expr = f"a[ia] {op} b[ib]"
-    if node.op == "div" and out.dtype.startswith(("i", "u")):
-        expr = f"{NP_NAMES[out.dtype]}(a[ia] / b[ib])"  # truncates toward zero, as ONNX and the reference
-    loops = nested_loops(shape, {"io": so, "ia": sa, "ib": sb}, [f"y[io] = {expr}"], par)
+    body = ["va = a[ia]", "vb = b[ib]", f"y[io] = {binary_expr(node.op, out.dtype)}"]
+    loops = nested_loops(shape, {"io": so, "ia": sa, "ib": sb}, body, par)
     body = "def KERNEL(a, b, y):\n" + "\n".join(loops) + "\n"
     return KernelSource(body, (node.inputs[0], node.inputs[1], node.outputs[0].name),
                         f"{node.op}, broadcast over {list(shape)}", parallel=par)
+
+
+def where(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    out = outs[0]
+    sts = [broadcast_strides(t.shape, out.shape) for t in ins]
+    shape, (so, sc, sa, sb) = collapse(out.shape, strides(out.shape), *sts)
+    par = out.numel >= PARALLEL_MIN
+    loops = nested_loops(shape, {"io": so, "ic": sc, "ia": sa, "ib": sb},
+                         ["y[io] = a[ia] if c[ic] else b[ib]"], par)
+    return KernelSource("def KERNEL(c, a, b, y):\n" + "\n".join(loops) + "\n", (*node.inputs, node.outputs[0].name),
+                        f"where, broadcast over {list(shape)}", parallel=par)
+
+
+def cast(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    par = outs[0].numel >= PARALLEL_MIN
+    body = f"""\
+def KERNEL(x, y):
+    for i in {'prange' if par else 'range'}(x.size):
+        y[i] = {cast_expr('x[i]', outs[0].dtype)}
+"""
+    return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"cast to {outs[0].dtype}", parallel=par)
 
 
 def prelu(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
@@ -61,8 +75,8 @@ def prelu(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSo
 
 
 TEMPLATES = {op: unary for op in ("relu", "leaky_relu", "sigmoid", "tanh", "clip", "copy", *ACTIVATIONS)}
-TEMPLATES.update({op: binary for op in _BINARY})
-TEMPLATES["prelu"] = prelu
+TEMPLATES.update({op: binary for op in BINARY_EXPRS})
+TEMPLATES.update({"prelu": prelu, "where": where, "cast": cast})
 
 
 def fused_elementwise(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ....ir import Node, TensorType
 from ....ir.ops.elementwise import ACTIVATIONS
-from ...templating import act_derivative_expr, chain_lines, unary_expr
+from ...templating import BINARY_EXPRS, act_derivative_expr, binary_expr, cast_expr, chain_lines, unary_expr
 from .common import (
     KernelSource,
     broadcast_strides,
@@ -20,8 +20,7 @@ from .common import (
     strides,
 )
 
-_BINARY = {"add": "a[ia] + b[ib]", "sub": "a[ia] - b[ib]", "mul": "a[ia] * b[ib]", "div": "a[ia] / b[ib]",
-           "prelu": "a[ia] * b[ib] if a[ia] < 0 else a[ia]"}
+_PRELU = "va * vb if va < 0 else va"
 
 
 @plain_only
@@ -37,24 +36,47 @@ def KERNEL(x, y):
                         grid=grid1(outs[0].numel))
 
 
-@plain_only
-def binary(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
-    out = outs[0]
-    sa = broadcast_strides(ins[0].shape, out.shape)
-    sb = broadcast_strides(ins[1].shape, out.shape)
-    dims, (_, sa, sb) = collapse(out.shape, strides(out.shape), sa, sb)
+def _broadcast(node: Node, ins: list[TensorType], out: TensorType, params: list[str], store: str) -> str:
+    """One thread per output element; input k is read at i{params[k]} through its broadcast strides."""
+    sts = [broadcast_strides(t.shape, out.shape) for t in ins]
+    dims, (_, *sts) = collapse(out.shape, strides(out.shape), *sts)
     lines = decompose("i", dims, "c") if len(dims) > 1 else ["c0 = i"]
-    body = f"""\
-def KERNEL(a, b, y):
+    lines += [f"i{p} = {offset('c', st)}" for p, st in zip(params, sts, strict=True)]
+    return f"""\
+def KERNEL({', '.join(params)}, y):
     i = cuda.grid(1)
     if i < {out.numel}:
 {indent(lines, 2)}
-        ia = {offset("c", sa)}
-        ib = {offset("c", sb)}
-        y[i] = {_BINARY[node.op]}
+        {store}
 """
-    return KernelSource(body, (*node.inputs, node.outputs[0].name), f"{node.op}, broadcast over {list(dims)}",
+
+
+@plain_only
+def binary(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    out = outs[0]
+    expr = _PRELU if node.op == "prelu" else binary_expr(node.op, out.dtype)
+    body = _broadcast(node, ins, out, ["a", "b"], f"va = a[ia]\n        vb = b[ib]\n        y[i] = {expr}")
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), f"{node.op}, broadcast, one thread per element",
                         grid=grid1(out.numel))
+
+
+@plain_only
+def where(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    body = _broadcast(node, ins, outs[0], ["c", "a", "b"], "y[i] = a[ia] if c[ic] else b[ib]")
+    return KernelSource(body, (*node.inputs, node.outputs[0].name), "where, one thread per element",
+                        grid=grid1(outs[0].numel))
+
+
+@plain_only
+def cast(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    body = f"""\
+def KERNEL(x, y):
+    i = cuda.grid(1)
+    if i < y.size:
+        y[i] = {cast_expr('x[i]', outs[0].dtype)}
+"""
+    return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"cast to {outs[0].dtype}",
+                        grid=grid1(outs[0].numel))
 
 
 @plain_only
@@ -122,5 +144,6 @@ def KERNEL({', '.join(params)}):
 
 TEMPLATES = {op: unary for op in ("relu", "leaky_relu", "sigmoid", "tanh", "clip", "copy", "identity", "dropout",
                                    *ACTIVATIONS)}
-TEMPLATES.update({op: binary for op in _BINARY})
+TEMPLATES.update({op: binary for op in (*BINARY_EXPRS, "prelu")})
+TEMPLATES.update({"where": where, "cast": cast})
 TEMPLATES.update({"batch_norm": batch_norm, "act_grad": act_grad, "fused_elementwise": fused_elementwise})
