@@ -262,6 +262,7 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
     poisoned: set[str] = set()
     input_names = {v.name for v in inputs}
     needs: list[str] = []
+    origins = {name: {name} for name in input_names}  # run-time value -> the graph inputs it is computed from
     for k, node in enumerate(g.node):
         ctx.node_name = node.name or f"{node.op_type}_{k}"
         if poisoned.intersection(node.input) and find_converter(node.op_type, opset) is not None:
@@ -269,9 +270,11 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
             continue
         try:
             _convert_node(ctx, node)
+            inherited = set().union(*(origins.get(i, set()) for i in node.input if i))
+            origins.update((o, inherited) for o in node.output if o and o not in ctx.known)
         except (ConvertError, IRError) as e:
-            if isinstance(e, NeedsConstant) and e.name in input_names:
-                needs.append(e.name)
+            if isinstance(e, NeedsConstant):  # the graph inputs it is computed from could be constants
+                needs.extend(sorted(origins.get(e.name, set()) - set(needs)))
             errors.append(f"node {ctx.node_name!r} (op {node.op_type}, domain {node.domain or 'ai.onnx'!r}, "
                           f"opset {opset}): {e}")
             poisoned.update(node.output)
