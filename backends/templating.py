@@ -12,6 +12,7 @@ import numpy as np
 
 from ..ir import Node, TensorType
 from ..ir.errors import UnsupportedError
+from ..ir.types import FLOAT_DTYPES
 from ..ir.verify import node_label
 
 NP_NAMES = {"f16": "np.float16", "f32": "np.float32", "f64": "np.float64", "i8": "np.int8",
@@ -154,6 +155,25 @@ def resize_params(loops: list[ResizeLoop]) -> list[str]:
         if lp.taps:
             names += [f"ix{j}"] + ([f"wx{j}"] if lp.weighted else []) + ([f"ex{j}"] if lp.flagged else [])
     return names
+
+
+def reduce_fold(op: str, dtype: str, acc: str, v: str) -> tuple[str, str]:
+    """(initial value, update line) of a reduction's accumulator `acc` for element `v`: sums in
+    float64 / int64 (uint64 for u64); max and min in the dtype, from its extreme, NaN kept once seen."""
+    if op == "reduce_sum":
+        acc0 = "np.float64" if dtype in FLOAT_DTYPES else "np.uint64" if dtype == "u64" else "np.int64"
+        return f"{acc0}(0)", f"{acc} += {v}"
+    big = op == "reduce_max"
+    if dtype in FLOAT_DTYPES:
+        init = f"{NP_NAMES[dtype]}({'-' if big else ''}np.inf)"
+    else:
+        info = np.iinfo(TensorType(dtype, ()).np_dtype) if dtype != "bool" else None
+        init = (("False" if big else "True") if info is None else
+                f"{NP_NAMES[dtype]}({info.min if big else info.max})")
+    test = f"{v} > {acc}" if big else f"{v} < {acc}"
+    if dtype in FLOAT_DTYPES:
+        test += f" or {v} != {v}"
+    return init, f"{acc} = {v} if {test} else {acc}"
 
 
 def collapse(shape: Sequence[int], *stride_sets: Sequence[int]) -> tuple[list[int], list[list[int]]]:

@@ -344,9 +344,14 @@ def _spmm(ex: _Exporter, node: Node):
 
 
 def _reduce_sum(ex: _Exporter, node: Node):
-    """ReduceSum (opset 13+: axes as an int64 input)."""
+    """ReduceSum (opset 13+: axes as an int64 input); ReduceMax / ReduceMin take the axes as an
+    input from opset 18, an attribute before."""
+    op = {"reduce_sum": "ReduceSum", "reduce_max": "ReduceMax", "reduce_min": "ReduceMin"}[node.op]
+    keep = {"keepdims": int(node.attrs["keepdims"])}
+    if op != "ReduceSum" and ex.opset < 18:
+        return op, [node.inputs[0]], {**keep, "axes": list(node.attrs["axes"])}
     axes = ex.const(node, "axes", np.array(node.attrs["axes"], np.int64))
-    return "ReduceSum", [node.inputs[0], axes], {"keepdims": int(node.attrs["keepdims"])}
+    return op, [node.inputs[0], axes], keep
 
 
 def _training_only(ex: _Exporter, node: Node):
@@ -407,6 +412,8 @@ CONVERTERS: dict[str, Converter] = {
     "resize": _resize,
     "expand": _expand,
     "reduce_sum": _reduce_sum,
+    "reduce_max": _reduce_sum,
+    "reduce_min": _reduce_sum,
     "spmm": _spmm,
     **dict.fromkeys(ACTIVATIONS, _table_act),
     **dict.fromkeys(TRAINING_ONLY, _training_only),

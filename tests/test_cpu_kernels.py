@@ -274,6 +274,16 @@ def test_cast(src, to):
                                 if src == "f32" else x], {"to": to})))
 
 
+@pytest.mark.parametrize("op", ["reduce_max", "reduce_min"])
+@pytest.mark.parametrize("axes, keep", [((1,), False), ((0, 2), True), ((2,), False), ((0, 1, 2), False)])
+def test_reduce_extremes(op, axes, keep):
+    b = Builder(op, seed=0)
+    x, xi = b.input("x", (3, 300, 5)), b.input("xi", (3, 300, 5), "i32")
+    f = feeds(b.build(x, xi))
+    f["x"][1, 7, 2] = np.nan
+    check(b.build(*(b.op(op, [v], {"axes": axes, "keepdims": keep}) for v in (x, xi))), f=f)
+
+
 SLICES = [  # (input shape, starts, steps, sizes)
     ((2, 3, 8, 8), (0, 0, 0, 0), (1, 1, 2, 2), (2, 3, 4, 4)),  # x[:, :, ::2, ::2]
     ((2, 3, 8, 8), (0, 1, 1, 0), (1, 1, 2, 1), (2, 2, 4, 8)),

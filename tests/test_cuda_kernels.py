@@ -229,6 +229,12 @@ def test_where_and_cast():
     check(graph("cast", [((4,), "i64")], {"to": "f32"}))
 
 
+@pytest.mark.parametrize("op", ["reduce_max", "reduce_min"])
+def test_reduce_extremes(op):
+    check(graph(op, [(2, 3, 4)], {"axes": (0, 2)}))
+    check(graph(op, [((3, 4), "i32")], {"axes": (1,), "keepdims": True}))
+
+
 def test_concat_axes_and_dtypes():
     check(graph("concat", [(2, 3, 4), (2, 1, 4), (2, 5, 4)], {"axis": 1}))
     check(graph("concat", [(3, 2), (1, 2)], {"axis": 0}))

@@ -242,6 +242,8 @@ def test_spmm_with_a_constant_adjacency():
     lambda b, x: b.op("transpose", [x], {"perm": (2, 0, 1)}),
     lambda b, x: b.op("reduce_sum", [x], {"axes": (0, 2)}),
     lambda b, x: b.op("reduce_sum", [x], {"axes": (1,), "keepdims": True}),
+    lambda b, x: b.op("reduce_max", [x], {"axes": (0, 2)}),
+    lambda b, x: b.op("reduce_min", [x], {"axes": (1,), "keepdims": True}),
     lambda b, x: b.op("pad", [x], {"pads": (0, 1, -1, 1, 2, 0)}),
     lambda b, x: b.op("slice", [x], {"starts": (1, 0, 1), "steps": (1, 2, 2), "sizes": (1, 2, 2)}),
     lambda b, x: b.op("slice", [x], {"starts": (0, 2, 3), "steps": (1, -1, -3), "sizes": (2, 3, 2)}),

@@ -145,8 +145,10 @@ def every_op_graph() -> Graph:
     tests = [b.op(op, [act, y]) for op in ("equal", "less", "greater", "less_equal")]
     picked = b.op("where", [b.op("greater_equal", [act, y]), act, const("other", 1)])
     cast = b.op("cast", [b.op("cast", [act], {"to": "i32"})], {"to": "f64"})
+    top = b.op("reduce_max", [act], {"axes": (1, 3), "keepdims": True})
+    low = b.op("reduce_min", [act], {"axes": (0,)})
     return b.build(g2, sm, lsm, lrn, pad_c, pad_r, pad_e, where, total, chain, *acts, v, table_chain,
-                   sliced, wide, up, near, cubic, big, powed, *tests, picked, cast)
+                   sliced, wide, up, near, cubic, big, powed, *tests, picked, cast, top, low)
 
 
 def test_every_op_graph_uses_every_exportable_op():

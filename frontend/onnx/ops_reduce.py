@@ -3,6 +3,7 @@
 and differentiates through their gradient rules.
 
     ReduceSum                 reduce_sum
+    ReduceMax, ReduceMin      reduce_max, reduce_min
     ReduceMean                reduce_sum, times 1/n
     ReduceSumSquare, ReduceL2 reduce_sum of x*x (then sqrt)
     LayerNormalization        d = x - mean(x), y = d / sqrt(mean(d*d) + eps) * scale + bias,
@@ -70,6 +71,10 @@ def _square(ctx, x):
 
 _reduction("ReduceSum", 13, lambda ctx, x, axes, keep, out:
            ctx.emit("reduce_sum", [x], {"axes": axes, "keepdims": keep}, out=out))
+_reduction("ReduceMax", 18, lambda ctx, x, axes, keep, out:
+           ctx.emit("reduce_max", [x], {"axes": axes, "keepdims": keep}, out=out))
+_reduction("ReduceMin", 18, lambda ctx, x, axes, keep, out:
+           ctx.emit("reduce_min", [x], {"axes": axes, "keepdims": keep}, out=out))
 _reduction("ReduceMean", 18, lambda ctx, x, axes, keep, out: _mean(ctx, x, axes, keep, out))
 _reduction("ReduceSumSquare", 18, lambda ctx, x, axes, keep, out:
            ctx.emit("reduce_sum", [_square(ctx, x)], {"axes": axes, "keepdims": keep}, out=out))

@@ -283,3 +283,43 @@ register(OpDef(
     grad=lambda ctx, node, dys: _reduce_sum_grad(ctx, node, dys),
     doc="sum over `axes` (summed in float64 for float tensors)",
 ))
+
+
+def _extreme_ref(fn, big: bool):
+    def ref(xs, a):
+        x = xs[0]
+        if x.dtype.kind == "f":
+            init = -np.inf if big else np.inf
+        elif x.dtype.kind == "b":
+            init = not big
+        else:
+            info = np.iinfo(x.dtype)
+            init = info.min if big else info.max
+        return [np.asarray(fn(x, axis=tuple(a["axes"]), keepdims=a["keepdims"], initial=init)).astype(x.dtype)]
+    return ref
+
+
+def _extreme_grad(ctx, node, dys):
+    """dy flows to every element equal to the extreme of its group (each tied one gets it)."""
+    x = ctx.type(node.inputs[0])
+    base = "d" + node.inputs[0]
+    y, dy = node.outputs[0].name, dys[0]
+    if not node.attrs["keepdims"]:
+        kept = _reduce_infer([x], {**node.attrs, "keepdims": True})[0].shape
+        (y,) = ctx.emit("reshape", [y], {"shape": kept}, base=base)
+        (dy,) = ctx.emit("reshape", [dy], {"shape": kept}, base=base)
+    (hit,) = ctx.emit("equal", [node.inputs[0], y], base=base)
+    (hit,) = ctx.emit("cast", [hit], {"to": x.dtype}, base=base)
+    return ctx.emit("mul", [hit, dy], base=base)
+
+
+for _name, _fn, _big in (("reduce_max", np.max, True), ("reduce_min", np.min, False)):
+    register(OpDef(
+        name=_name, family="shape", inputs=("x",), outputs=("y",),
+        attrs={"axes": Attr("ints"), "keepdims": Attr("bool", False)}, infer=_reduce_infer,
+        reference=_extreme_ref(_fn, _big),
+        cost=lambda ins, outs, a: Cost(0, ins[0].numel, bytes_moved(ins, outs)), show=("axes",),
+        grad=_extreme_grad,
+        doc=f"{'largest' if _big else 'smallest'} element over `axes` (NaN if any is; an empty reduction gives "
+            f"{'-inf' if _big else '+inf'}, or the dtype's limit)",
+    ))

@@ -1,5 +1,7 @@
-"""reduce_sum over any axes: floats summed in float64 (as the reference), integers in int64
-(uint64 for u64; the cast back wraps as numpy's astype does), bools counted then tested.
+"""reduce_sum, reduce_max and reduce_min over any axes. Sums: floats in float64 (as the
+reference), integers in int64 (uint64 for u64; the cast back wraps as numpy's astype does),
+bools counted then tested. Max and min: in the input's dtype, from -inf / +inf (the dtype's
+limits for integers, so an empty reduction gives them), a NaN kept once seen.
 
 Axes of size 1 are dropped and neighbours of the same kind (kept or summed) merged, so x is
 [d0, d1, ...] with kinds alternating. The jobs own disjoint outputs:
@@ -16,7 +18,8 @@ import math
 
 from ....ir import Node, TensorType
 from ....ir.types import FLOAT_DTYPES
-from .common import PARALLEL_MIN, KernelSource, nested_loops, plain_only, strides
+from ...templating import reduce_fold
+from .common import NP_NAMES, PARALLEL_MIN, KernelSource, nested_loops, plain_only, strides
 
 BLOCK = 256  # columns per job when the last axis is kept
 
@@ -63,27 +66,30 @@ def reduce_sum(node: Node, ins: list[TensorType], outs: list[TensorType]) -> Ker
     outer = math.prod(d for d, _ in kept)
     jobs = outer * blocks
     par = x.numel >= PARALLEL_MIN and jobs > 1
-    acc = _accumulator(x.dtype)
-    store = "acc != 0" if y.dtype == "bool" else "acc"
-    add = [f"for l in range({'w' if blocks > 1 else width}):", "    acc[l] += x[base + b + l]"] if row else \
-        ["acc += x[base + b]"]
+    init, _ = reduce_fold(node.op, x.dtype, "acc", "v")
+    acc = _accumulator(x.dtype) if node.op == "reduce_sum" else NP_NAMES[x.dtype]
+    store = "acc != 0" if y.dtype == "bool" and node.op == "reduce_sum" else "acc"
+    add = [f"for l in range({'w' if blocks > 1 else width}):", "    v = x[base + b + l]",
+           "    " + reduce_fold(node.op, x.dtype, "acc[l]", "v")[1]] if row else \
+        ["v = x[base + b]", reduce_fold(node.op, x.dtype, "acc", "v")[1]]
     loops = nested_loops([d for d, _ in summed], {"b": [s for _, s in summed]}, add, parallel=False, indent=2)
     if row and blocks == 1:
-        head = ["ko = job", f"base = {_kept_index(kept)}", f"acc = np.zeros({width}, {acc})"]
+        head = ["ko = job", f"base = {_kept_index(kept)}", f"acc = np.full({width}, {init}, {acc})"]
         tail = [f"for l in range({width}):", f"    y[ko * {width} + l] = {store.replace('acc', 'acc[l]')}"]
     elif row:
         head = [f"ko = job // {blocks}", f"l0 = (job % {blocks}) * {blk}", f"w = min({blk}, {width} - l0)",
-                f"base = {_kept_index(kept)} + l0", f"acc = np.zeros({blk}, {acc})"]
+                f"base = {_kept_index(kept)} + l0", f"acc = np.full({blk}, {init}, {acc})"]
         tail = ["for l in range(w):", f"    y[ko * {width} + l0 + l] = {store.replace('acc', 'acc[l]')}"]
     else:
-        head = ["ko = job", f"base = {_kept_index(kept)}", f"acc = {acc}(0)"]
+        head = ["ko = job", f"base = {_kept_index(kept)}", f"acc = {init}"]
         tail = [f"y[ko] = {store}"]
     lines = ["def KERNEL(x, y):", f"    for job in {'prange' if par else 'range'}({jobs}):",
              *("        " + s for s in head), *loops, *("        " + s for s in tail)]
-    shape = " x ".join(f"{'sum ' if s else ''}{d}" for d, s in dims)
+    what = node.op.removeprefix("reduce_")
+    shape = " x ".join(f"{what + ' ' if s else ''}{d}" for d, s in dims)
     how = f"rows of {width} in blocks of {blk}" if row else "one sum per output"
     return KernelSource("\n".join(lines) + "\n", (node.inputs[0], node.outputs[0].name),
-                        f"reduce_sum over [{shape}], {how}", parallel=par)
+                        f"{node.op} over [{shape}], {how}", parallel=par)
 
 
-TEMPLATES = {"reduce_sum": plain_only(reduce_sum)}
+TEMPLATES = {op: plain_only(reduce_sum) for op in ("reduce_sum", "reduce_max", "reduce_min")}

@@ -20,7 +20,7 @@ import math
 
 from ....ir import Node, TensorType
 from ....ir.types import FLOAT_DTYPES
-from ...templating import view_strides
+from ...templating import reduce_fold, view_strides
 from .common import (
     NP_NAMES,
     KernelSource,
@@ -150,21 +150,24 @@ def reduce_sum(node: Node, ins: list[TensorType], outs: list[TensorType]) -> Ker
     dims = _merged(x, axes)
     kept = [(d, st) for d, st, summed in dims if not summed] or [(1, 0)]
     summed = [(d, st) for d, st, s in dims if s]
-    acc = "np.float64(0.0)" if x.dtype in FLOAT_DTYPES else "np.uint64(0)" if x.dtype == "u64" else "np.int64(0)"
-    lines = [*_coords([d for d, _ in kept]), f"b = {offset('c', [st for _, st in kept])}", f"acc = {acc}"]
+    init, _ = reduce_fold(node.op, x.dtype, "acc", "v")
+    lines = [*_coords([d for d, _ in kept]), f"b = {offset('c', [st for _, st in kept])}", f"acc = {init}"]
     where = "b"
     for k, (d, st) in enumerate(summed):
         lines.append("    " * k + f"for s{k} in range({d}):")
         where += f" + s{k}" if st == 1 else f" + s{k} * {st}"
-    add = [f"if x[{where}]:", "    acc += 1"] if x.dtype == "bool" else [f"acc += x[{where}]"]
+    if x.dtype == "bool" and node.op == "reduce_sum":
+        add = [f"if x[{where}]:", "    acc += 1"]
+    else:
+        add = [f"v = x[{where}]", reduce_fold(node.op, x.dtype, "acc", "v")[1]]
     lines += ["    " * len(summed) + s for s in add]
-    lines.append(f"y[t] = {'acc != 0' if y.dtype == 'bool' else 'acc'}")
+    lines.append(f"y[t] = {'acc != 0' if y.dtype == 'bool' and node.op == 'reduce_sum' else 'acc'}")
     body = _flat(lines, y.numel, "x, y")
     shape = " x ".join(f"{'sum ' if s else ''}{d}" for d, _, s in dims)
-    note = f"reduce_sum over [{shape}], one thread per output"
+    note = f"{node.op} over [{shape}], one thread per output"
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), note, grid=grid1(y.numel))
 
 
 TEMPLATES = {"transpose": plain_only(affine), "slice": plain_only(affine), "expand": plain_only(affine),
              "concat": plain_only(concat), "pad": plain_only(pad),
-             "reduce_sum": plain_only(reduce_sum)}
+             **{op: plain_only(reduce_sum) for op in ("reduce_sum", "reduce_max", "reduce_min")}}
