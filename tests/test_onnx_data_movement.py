@@ -188,3 +188,38 @@ def test_resize_nearest_of_integers():
     x = np.arange(24, dtype=np.int32).reshape(1, 2, 3, 4)
     inits = {"roi": np.zeros(0, np.float32), "scales": np.array([1, 1, 2, 0.5], np.float32)}
     check_targets(model([node("Resize", ["x", *inits], ["y"])], {"x": x}, ["y"], inits), {"x": x})
+
+
+# -- normalisation and run-time scalars --------------------------------------------------------
+def test_group_normalization():
+    x = rand(0, 2, 6, 3, 4)
+    inits = {"s": rand(1, 6, lo=0.5, hi=1.5), "b": rand(2, 6)}
+    m = model([node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=3, epsilon=1e-3)], {"x": x}, ["y"],
+              inits, opset=21)
+    check_targets(m, {"x": x}, tol=1e-5)
+
+
+def test_pad_and_clip_with_run_time_scalars():
+    """Pad's constant_value and Clip's bounds as graph inputs: a where over the padded
+    positions, and max / min with the bounds, evaluated at run time."""
+    x = rand(0, 1, 2, 3, 3)
+    feeds = {"x": x, "v": np.array(7.5, np.float32), "lo": np.array(-0.2, np.float32), "hi": np.array(0.4, np.float32)}
+    nodes = [node("Pad", ["x", "pads", "v"], ["p"]), node("Clip", ["p", "lo", "hi"], ["c"]),
+             node("Clip", ["x", "", "hi"], ["d"])]
+    m = model(nodes, feeds, ["p", "c", "d"], {"pads": np.array([0, 0, 1, -1, 0, 1, 0, 2], I64)})
+    want = run_ort(m, feeds)
+    g = from_onnx(m)
+    assert sorted(v.name for v in g.inputs) == ["hi", "lo", "v", "x"]
+    for got in (interpret(g, feeds), kiln.compile(g, target="cpu").run(feeds)):
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_dropout_training_mode_input():
+    x = rand(0, 2, 5)
+    false, true = np.array(False), np.array(True)
+    m = model([node("Dropout", ["x", "r", "t"], ["y"])], {"x": x}, ["y"], {"r": np.array(0.3, np.float32), "t": false})
+    check_targets(m, {"x": x})
+    m = model([node("Dropout", ["x", "r", "t"], ["y"])], {"x": x}, ["y"], {"r": np.array(0.3, np.float32), "t": true})
+    with pytest.raises(UnsupportedError, match="training_mode=True"):
+        from_onnx(m)

@@ -9,6 +9,7 @@ and differentiates through their gradient rules.
     LayerNormalization        d = x - mean(x), y = d / sqrt(mean(d*d) + eps) * scale + bias,
                               over the axes from `axis` on (ConvNeXt's channels-last form)
     InstanceNormalization     the same over each image's channel planes, per-channel scale/bias
+    GroupNormalization        the same over each image's channel groups
 """
 
 from __future__ import annotations
@@ -122,3 +123,22 @@ def instance_normalization(ctx: ImportContext, node: NodeView) -> list:
     y = _normalise(ctx, x, tuple(range(2, t.rank)), node.attr("epsilon", 1e-5))[0]
     y = ctx.emit("mul", [y, ctx.emit("reshape", [scale], {"shape": per_channel})])
     return [ctx.emit("add", [y, ctx.emit("reshape", [bias], {"shape": per_channel})], out=node.outputs[0])]
+
+
+@converter("GroupNormalization", since=21, attrs=("epsilon", "num_groups", "stash_type"))
+def group_normalization(ctx: ImportContext, node: NodeView) -> list:
+    """x seen as [N, G, C/G * spatial], normalised over its last axis, back to x's shape, then
+    scaled and shifted per channel. (Opset 18's per-group form is deprecated: onnx's checker
+    refuses models that use it.)"""
+    x, scale, bias = node.input(0), node.input(1), node.input(2)
+    t = ctx.type(x)
+    g = node.attr("num_groups")
+    if t.rank < 2 or not g or t.shape[1] % g:
+        raise ConvertError(f"num_groups={g} must divide the channels of {t}")
+    n, c = t.shape[:2]
+    y = ctx.emit("reshape", [x], {"shape": (n, g, -1)})
+    y = _normalise(ctx, y, (2,), node.attr("epsilon", 1e-5))[0]
+    y = ctx.emit("reshape", [y], {"shape": t.shape})
+    shape = (c, *(1,) * (t.rank - 2))
+    y = ctx.emit("mul", [y, ctx.emit("reshape", [scale], {"shape": shape})])
+    return [ctx.emit("add", [y, ctx.emit("reshape", [bias], {"shape": shape})], out=node.outputs[0])]

@@ -94,11 +94,23 @@ def concat(ctx: ImportContext, node: NodeView) -> list:
 _PAD_MODES = ("constant", "reflect", "edge", "wrap")
 
 
-def _emit_pad(ctx: ImportContext, node: NodeView, pads, mode: str, value: float) -> list:
+def _emit_pad(ctx: ImportContext, node: NodeView, pads, mode: str, value: float | str) -> list:
+    """A pad; a constant value computed at run time (a graph input, `value` its name) is
+    selected with a where over the padded positions, which a mask known at import marks."""
     if mode not in _PAD_MODES:
         raise ConvertError(f"mode {mode!r} is not supported; kiln pads with {', '.join(_PAD_MODES)}")
-    attrs = {"pads": [int(p) for p in pads], "mode": mode, "value": float(value)}
-    return [ctx.emit("pad", [node.input(0)], attrs, out=node.outputs[0])]
+    pads = [int(p) for p in pads]
+    if not isinstance(value, str):
+        attrs = {"pads": pads, "mode": mode, "value": float(value)}
+        return [ctx.emit("pad", [node.input(0)], attrs, out=node.outputs[0])]
+    x = ctx.type(node.input(0))
+    y = ctx.emit("pad", [node.input(0)], {"pads": pads, "mode": "constant"})
+    rank = x.rank
+    inner = np.zeros([max(d - max(-lo, 0) - max(-hi, 0), 0) for d, lo, hi in zip(x.shape, pads[:rank], pads[rank:])],
+                     np.bool_)
+    mask = np.pad(inner, [(max(lo, 0), max(hi, 0)) for lo, hi in zip(pads[:rank], pads[rank:])], constant_values=True)
+    v = ctx.emit("reshape", [value], {"shape": ()})
+    return [ctx.emit("where", [ctx.constant(mask, "padded"), v, y], out=node.outputs[0])]
 
 
 @converter("Pad", since=2, attrs=("pads", "mode", "value"))
@@ -110,9 +122,11 @@ def pad_attrs(ctx: ImportContext, node: NodeView) -> list:
 def pad_inputs(ctx: ImportContext, node: NodeView) -> list:
     rank = ctx.type(node.input(0)).rank
     pads = [int(p) for p in ctx.value_of(node.input(1), "Pad's pads").ravel()]
-    value = 0.0
-    if node.input(2):
-        v = ctx.value_of(node.input(2), "Pad's constant_value").ravel()
+    value: float | str = 0.0
+    if node.input(2) and node.input(2) not in ctx.known:
+        value = node.input(2)  # a run-time scalar
+    elif node.input(2):
+        v = ctx.known[node.input(2)].ravel()
         value = float(v[0]) if v.size else 0.0
     if node.input(3):  # axes (opset 18): pads list only those axes
         axes = [int(a) + rank if a < 0 else int(a) for a in ctx.value_of(node.input(3), "Pad's axes").ravel()]
