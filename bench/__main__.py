@@ -4,6 +4,7 @@ CPU when installed, in one process, on the same weights and inputs, outputs chec
     python -m bench                      # the full table (minutes)
     python -m bench --models resnet18_b1,lenet5_b64 --runs 20
     python -m bench --out bench/results.md
+    python -m bench --corpus [NAMES]     # the real-model corpus (bench/corpus.py) against onnxruntime
 
 Times are wall-clock medians of N runs after warm-up, with the spread (min-max); ratios are
 kiln / onnxruntime (below 1 is faster). GEMM peak is one large numpy float32 matmul, measured
@@ -190,14 +191,67 @@ def table(rows: list[dict], peak: float) -> str:
     return "\n".join(lines)
 
 
+def corpus_rows(names: list[str], runs: int, folder: str) -> str:
+    """The real-model corpus (bench/corpus.py) at each model's own input size, batch 1: exported by
+    torch in its own process, then kiln's cpu target against onnxruntime (all graph
+    optimisations) on the same ONNX file and input."""
+    import subprocess
+    from pathlib import Path
+
+    import onnx
+    import onnxruntime as ort
+
+    script = Path(__file__).with_name("corpus.py")
+    out = Path(folder)
+    todo = [n for n in names if not (out / f"{n}.npz").exists()]
+    if todo:
+        subprocess.run([sys.executable, str(script), "export", str(out), "--models", ",".join(todo)], check=True)
+    lines = ["| model | input | ONNX ops | kiln ms | onnxruntime ms | kiln/ort | compile s |", "|---|---|---|---|---|---|---|"]
+    for name in names:
+        io = np.load(out / f"{name}.npz")
+        x = io["input"]
+        path = str(out / f"{name}.onnx")
+        ops = sorted({n.op_type for n in onnx.load(path, load_external_data=False).graph.node})
+        t0 = time.perf_counter()
+        exe = kiln.compile(kiln.from_onnx(path), target="cpu")
+        compile_s = time.perf_counter() - t0
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        want = sess.run(None, {"input": x})
+        for a, b in zip(exe.run({"input": x}), want, strict=True):
+            if not np.allclose(a, b, rtol=1e-3, atol=1e-4 * float(np.abs(b).max())):
+                raise SystemExit(f"{name}: kiln and onnxruntime disagree")
+        feeds = {"input": x}
+        ours = timeit(lambda exe=exe, feeds=feeds: exe.run(feeds), runs)
+        theirs = timeit(lambda sess=sess, feeds=feeds: sess.run(None, feeds), runs)
+        ratio = statistics.median(ours) / statistics.median(theirs)
+        lines.append(f"| {name} | {x.shape[2]}x{x.shape[3]} | {', '.join(ops)} | {fmt(ours)} | {fmt(theirs)} | "
+                     f"{ratio:.2f} | {compile_s:.0f} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--out", help="also write the markdown table here")
+    ap.add_argument("--corpus", nargs="?", const="all", default=None, metavar="NAMES",
+                    help="instead: the real-model corpus (bench/corpus.py), all or a comma list, at full size")
+    ap.add_argument("--corpus-dir", default=os.path.expanduser("~/.cache/kiln-corpus"),
+                    help="where the exported corpus models are kept (default ~/.cache/kiln-corpus)")
     ap.add_argument("--ablate", action="store_true",
                     help=f"instead: each model with each of {', '.join(ABLATE)} switched off in turn")
     args = ap.parse_args()
+    if args.corpus:
+        from bench.corpus import CORPUS
+
+        names = list(CORPUS) if args.corpus == "all" else args.corpus.split(",")
+        head = f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; batch 1; " \
+            f"{args.runs} runs after 3 warm-up\n\n"
+        emit(head + corpus_rows(names, args.runs, args.corpus_dir), args.out)
+        return 0
     if args.ablate:
         emit("\n\n".join(ablation(name, args.runs) for name in args.models.split(",")), args.out)
         return 0

@@ -78,6 +78,14 @@ def _compile_all(names: list[str], workers: int) -> None:
         codegen.load(n)
 
 
+def _in_order(parts):
+    """One driver running its compiled parts one after another (codegen.DRIVER_PART)."""
+    def run(*args):
+        for part in parts:
+            part(*args)
+    return run
+
+
 def build(g: Graph, dump_dir: str | Path | None = None, workers: int | None = None) -> CompiledProgram:
     t0 = time.perf_counter()
     p = lower(g, TEMPLATES, "cpu")
@@ -87,13 +95,18 @@ def build(g: Graph, dump_dir: str | Path | None = None, workers: int | None = No
         sources[k.name] = codegen.kernel_source(k)
         codegen.write_module(k.name, sources[k.name])
     fresh = [k for k in p.kernels if not codegen.is_compiled(k)]
-    _compile_all(list(p.kernels), workers or min(2, multiprocessing.cpu_count()))
-    text, args = codegen.driver_source(p, param_slots, "DRIVER")
-    driver_name = "kiln_run_" + hashlib.sha1(text.encode()).hexdigest()[:12]
-    text = text.replace("DRIVER", driver_name)
-    sources[driver_name] = text
-    codegen.write_module(driver_name, text)
-    driver = getattr(codegen.load(driver_name), driver_name)
+    workers = workers or min(2, multiprocessing.cpu_count())
+    _compile_all(list(p.kernels), workers)
+    texts, args = codegen.driver_sources(p, param_slots)
+    names = []
+    for text in texts:
+        name = "kiln_run_" + hashlib.sha1(text.encode()).hexdigest()[:12]
+        sources[name] = text.replace("DRIVER", name)
+        codegen.write_module(name, sources[name])
+        names.append(name)
+    _compile_all(names, workers)
+    parts = [getattr(codegen.load(n), n) for n in names]
+    driver = parts[0] if len(parts) == 1 else _in_order(parts)
     kernels = {k: getattr(codegen.load(k), k) for k in p.kernels}
     cp = CompiledProgram(p, driver, args, kernels, weights, param_slots, sources,
                          time.perf_counter() - t0, len(fresh))
@@ -109,5 +122,6 @@ def write_sources(cp: CompiledProgram, d: Path) -> None:
     for k in cp.program.kernels.values():
         head = "".join(f"# launched by {n}\n" for n in k.nodes)
         (kdir / f"{k.name}.py").write_text(head + cp.sources[k.name])
-    driver = next(n for n in cp.sources if n.startswith("kiln_run_"))
-    (kdir / "driver.py").write_text(cp.sources[driver])
+    parts = [n for n in cp.sources if n.startswith("kiln_run_")]
+    for k, name in enumerate(parts):
+        (kdir / ("driver.py" if len(parts) == 1 else f"driver_{k + 1}.py")).write_text(cp.sources[name])

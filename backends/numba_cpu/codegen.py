@@ -149,10 +149,34 @@ def _view(arena: str, s: Slot) -> str:
     return f"{arena}[{s.offset}:{s.offset + s.size}]"
 
 
-def driver_source(p: Program, param_slots: dict[str, Slot], name: str) -> tuple[str, list[str]]:
-    """Source of `run(arenas..., weights..., externals...)` calling every kernel in order;
-    returns the source and the argument names: arena_<dtype>, weights_<dtype>, then x0, x1, ...
-    for the program's external values (graph inputs, then outputs), in that order."""
+# Launches per driver function. numba links every kernel a driver calls into the driver's module
+# and LLVM optimises the whole of it again, which grows faster than the launch count: a single
+# driver for DenseNet-121's ~900 launches (about 60 distinct kernels) compiled in over 6 minutes
+# here, ConvNeXt-Tiny's ~350 in ~3. Cut into parts of this many launches, each part is one
+# compiled function over the same arguments (compiled in the worker processes like kernels),
+# called in order; a program of up to this many launches keeps one driver and no Python between.
+DRIVER_PART = 64
+
+
+def driver_sources(p: Program, param_slots: dict[str, Slot]) -> tuple[list[str], list[str]]:
+    """The driver parts' sources (each names its function DRIVER, to be renamed) and the
+    argument names they all take."""
+    parts = [p.launches[i:i + DRIVER_PART] for i in range(0, len(p.launches), DRIVER_PART)] or [[]]
+    texts = []
+    args: list[str] = []
+    for k, part in enumerate(parts):
+        text, args = driver_source(p, param_slots, "DRIVER", part, f"part {k + 1} of {len(parts)}, " if len(parts) > 1 else "")
+        texts.append(text)
+    return texts, args
+
+
+def driver_source(p: Program, param_slots: dict[str, Slot], name: str, launches=None,
+                  what: str = "") -> tuple[str, list[str]]:
+    """Source of `run(arenas..., weights..., externals...)` calling the kernels of `launches`
+    (default: every launch) in order; returns the source and the argument names: arena_<dtype>,
+    weights_<dtype>, the job table, then x0, x1, ... for the program's external values (graph
+    inputs, then outputs), in that order."""
+    launches = p.launches if launches is None else launches
     arena_args = [f"arena_{d}" for d in sorted(p.arena_sizes)]
     weight_args = sorted({f"weights_{s.dtype}" for s in param_slots.values()})
     ext = {v: f"x{i}" for i, v in enumerate(p.external)}
@@ -172,13 +196,13 @@ def driver_source(p: Program, param_slots: dict[str, Slot], name: str) -> tuple[
         s = param_slots[value]
         return _view(f"weights_{s.dtype}", s)
 
-    imports = [f"from {k} import {k}" for k in sorted({launch.kernel for launch in p.launches})
+    imports = [f"from {k} import {k}" for k in sorted({launch.kernel for launch in launches})
                if not p.kernels[k].jobs]
-    lines = [f"# kiln driver for graph {p.graph.name!r}: {len(p.launches)} launches", HEADER, *imports, "",
+    lines = [f"# kiln driver for graph {p.graph.name!r}: {what}{len(launches)} launches", HEADER, *imports, "",
              f"@njit({sig!r}, cache=True, nogil=True)",
              f"def {name}({', '.join(args)}):"]
     row = {id(launch): i for i, launch in enumerate(jobs)}
-    for launch in p.launches:
+    for launch in launches:
         k = p.kernels[launch.kernel]
         if k.jobs:
             launcher = "launch_parallel" if k.parallel else "launch_serial"
@@ -186,6 +210,6 @@ def driver_source(p: Program, param_slots: dict[str, Slot], name: str) -> tuple[
             lines.append(f"    {launcher}(job_fns[{i}], job_argv[{i}], {k.jobs})  # {launch.node}: {launch.kernel}")
         else:
             lines.append(f"    {launch.kernel}({', '.join(ref(a) for a in launch.args)})  # {launch.node}")
-    if not p.launches:
+    if not launches:
         lines.append("    pass")
     return "\n".join(lines) + "\n", args
