@@ -23,14 +23,13 @@ from .common import (
 _PRELU = "va * vb if va < 0 else va"
 
 
-@plain_only
-def unary(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+def unary(node: Node, ins: list[TensorType], outs: list[TensorType], expr: str | None = None) -> KernelSource:
     body = f"""\
 def KERNEL(x, y):
     i = cuda.grid(1)
     if i < y.size:
         v = x[i]
-        y[i] = {unary_expr(node, ins[0])}
+        y[i] = {expr or unary_expr(node, ins[0])}
 """
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"{node.op}, one thread per element",
                         grid=grid1(outs[0].numel))
@@ -69,14 +68,9 @@ def where(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSo
 
 @plain_only
 def cast(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
-    body = f"""\
-def KERNEL(x, y):
-    i = cuda.grid(1)
-    if i < y.size:
-        y[i] = {cast_expr('x[i]', outs[0].dtype)}
-"""
-    return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"cast to {outs[0].dtype}",
-                        grid=grid1(outs[0].numel))
+    """unary's kernel with the conversion as its expression."""
+    src = unary(node, ins, outs, expr=cast_expr("v", outs[0].dtype))
+    return KernelSource(src.body, src.args, f"cast to {outs[0].dtype}", grid=src.grid)
 
 
 @plain_only
@@ -142,7 +136,7 @@ def KERNEL({', '.join(params)}):
                         f"fused {node.attrs['steps']}, one thread per element", grid=grid1(out.numel))
 
 
-TEMPLATES = {op: unary for op in ("relu", "leaky_relu", "sigmoid", "tanh", "clip", "copy", "identity", "dropout",
+TEMPLATES = {op: plain_only(unary) for op in ("relu", "leaky_relu", "sigmoid", "tanh", "clip", "copy", "identity", "dropout",
                                    *ACTIVATIONS)}
 TEMPLATES.update({op: binary for op in (*BINARY_EXPRS, "prelu")})
 TEMPLATES.update({"where": where, "cast": cast})
