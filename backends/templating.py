@@ -176,6 +176,23 @@ def reduce_fold(op: str, dtype: str, acc: str, v: str) -> tuple[str, str]:
     return init, f"{acc} = {v} if {test} else {acc}"
 
 
+def arg_better(op: str, dtype: str, last: bool, v: str, best: str) -> str:
+    """The test that element `v` replaces `best` in arg_max / arg_min, scanning up the axis: a
+    strictly better value (or an equal one, for the last index), and a NaN counts as best (the
+    first NaN, or the last), as numpy's argmax and argmin have it."""
+    cmp = (">" if op == "arg_max" else "<") + ("=" if last else "")
+    test = f"{v} {cmp} {best}"
+    if dtype in FLOAT_DTYPES:
+        test += f" or {v} != {v}" if last else f" or ({v} != {v} and {best} == {best})"
+    return test
+
+
+def arg_axes(x: TensorType, axis: int) -> tuple[int, int, int]:
+    """x viewed as [outer, size of `axis`, inner]."""
+    axis %= x.rank
+    return math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1:])
+
+
 def collapse(shape: Sequence[int], *stride_sets: Sequence[int]) -> tuple[list[int], list[list[int]]]:
     """Merge adjacent axes that every stride set walks contiguously, to nest fewer loops."""
     if not shape:

@@ -354,6 +354,16 @@ def _reduce_sum(ex: _Exporter, node: Node):
     return op, [node.inputs[0], axes], keep
 
 
+def _arg_extreme(ex: _Exporter, node: Node):
+    """ArgMax / ArgMin; select_last_index exists from opset 12."""
+    attrs = {"axis": node.attrs["axis"], "keepdims": int(node.attrs["keepdims"])}
+    if node.attrs["select_last_index"]:
+        if ex.opset < 12:
+            raise ex.fail(node, f"select_last_index needs opset 12 or later, exporting at {ex.opset}")
+        attrs["select_last_index"] = 1
+    return {"arg_max": "ArgMax", "arg_min": "ArgMin"}[node.op], [node.inputs[0]], attrs
+
+
 def _training_only(ex: _Exporter, node: Node):
     """Backward, loss and optimizer ops live in training step graphs, which are not exported."""
     raise ex.fail(node, f"{node.op} belongs to a training step graph; export the trained model's "
@@ -413,6 +423,8 @@ CONVERTERS: dict[str, Converter] = {
     "expand": _expand,
     "reduce_sum": _reduce_sum,
     "reduce_max": _reduce_sum,
+    "arg_max": _arg_extreme,
+    "arg_min": _arg_extreme,
     "reduce_min": _reduce_sum,
     "spmm": _spmm,
     **dict.fromkeys(ACTIVATIONS, _table_act),

@@ -43,3 +43,8 @@ def scale(ctx, g: str, factor: float) -> str:
         return g
     k = ctx.const(np.asarray(factor, dtype=ctx.type(g).np_dtype), "k")
     return ctx.emit("mul", [g, k], base="g")[0]
+
+
+def no_grad(ctx, node, dys):
+    """The rule of an op whose output carries no gradient (a bool or index result): none flows back."""
+    return [None] * len(node.inputs)

@@ -284,6 +284,21 @@ def test_reduce_extremes(op, axes, keep):
     check(b.build(*(b.op(op, [v], {"axes": axes, "keepdims": keep}) for v in (x, xi))), f=f)
 
 
+@pytest.mark.parametrize("op", ["arg_max", "arg_min"])
+@pytest.mark.parametrize("axis, last", [(2, False), (1, True), (0, False), (1, False)])
+def test_arg_extremes(op, axis, last):
+    """Contiguous scans (last axis) and blocked column sweeps (inner 300 * 5 > 256), with ties,
+    NaNs (first or last NaN wins, as numpy) and integers."""
+    b = Builder(op, seed=0)
+    x, xi = b.input("x", (3, 300, 5)), b.input("xi", (3, 300, 5), "i32")
+    f = feeds(b.build(x, xi))
+    f["x"] = np.round(f["x"] * 2) / 2  # ties along every axis
+    f["xi"] = (f["xi"] % 4).astype(np.int32)
+    f["x"][1, 7, 2] = f["x"][1, 9, 2] = f["x"][2, 4, 3] = np.nan
+    attrs = {"axis": axis, "keepdims": axis != 1, "select_last_index": last}
+    check(b.build(*(b.op(op, [v], attrs) for v in (x, xi))), f=f)
+
+
 SLICES = [  # (input shape, starts, steps, sizes)
     ((2, 3, 8, 8), (0, 0, 0, 0), (1, 1, 2, 2), (2, 3, 4, 4)),  # x[:, :, ::2, ::2]
     ((2, 3, 8, 8), (0, 1, 1, 0), (1, 1, 2, 1), (2, 2, 4, 8)),

@@ -235,6 +235,12 @@ def test_reduce_extremes(op):
     check(graph(op, [((3, 4), "i32")], {"axes": (1,), "keepdims": True}))
 
 
+@pytest.mark.parametrize("op", ["arg_max", "arg_min"])
+def test_arg_extremes(op):
+    check(graph(op, [(2, 3, 4)], {"axis": 1, "select_last_index": True}))
+    check(graph(op, [((3, 4), "i32")], {"axis": -1, "keepdims": False}))
+
+
 def test_concat_axes_and_dtypes():
     check(graph("concat", [(2, 3, 4), (2, 1, 4), (2, 5, 4)], {"axis": 1}))
     check(graph("concat", [(3, 2), (1, 2)], {"axis": 0}))

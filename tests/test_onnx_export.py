@@ -147,8 +147,11 @@ def every_op_graph() -> Graph:
     cast = b.op("cast", [b.op("cast", [act], {"to": "i32"})], {"to": "f64"})
     top = b.op("reduce_max", [act], {"axes": (1, 3), "keepdims": True})
     low = b.op("reduce_min", [act], {"axes": (0,)})
+    first = b.op("arg_max", [act], {"axis": 1})
+    last = b.op("arg_min", [act], {"axis": 3, "keepdims": False, "select_last_index": True})
     return b.build(g2, sm, lsm, lrn, pad_c, pad_r, pad_e, where, total, chain, *acts, v, table_chain,
-                   sliced, wide, up, near, cubic, big, powed, *tests, picked, cast, top, low)
+                   sliced, wide, up, near, cubic, big, powed, *tests, picked, cast, top, low,
+                   first, last)
 
 
 def test_every_op_graph_uses_every_exportable_op():

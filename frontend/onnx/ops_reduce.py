@@ -6,6 +6,7 @@ and differentiates through their gradient rules.
     ReduceMax, ReduceMin      reduce_max, reduce_min
     ReduceMean                reduce_sum, times 1/n
     ReduceSumSquare, ReduceL2 reduce_sum of x*x (then sqrt)
+    ArgMax, ArgMin            arg_max, arg_min (select_last_index from opset 12)
     LayerNormalization        d = x - mean(x), y = d / sqrt(mean(d*d) + eps) * scale + bias,
                               over the axes from `axis` on (ConvNeXt's channels-last form)
     InstanceNormalization     the same over each image's channel planes, per-channel scale/bias
@@ -81,6 +82,24 @@ _reduction("ReduceSumSquare", 18, lambda ctx, x, axes, keep, out:
            ctx.emit("reduce_sum", [_square(ctx, x)], {"axes": axes, "keepdims": keep}, out=out))
 _reduction("ReduceL2", 18, lambda ctx, x, axes, keep, out:
            ctx.emit("sqrt", [ctx.emit("reduce_sum", [_square(ctx, x)], {"axes": axes, "keepdims": keep})], out=out))
+
+
+def _arg(kiln_op: str):
+    def convert(ctx: ImportContext, node: NodeView) -> list:
+        x = node.input(0)
+        rank = ctx.type(x).rank
+        axis = int(node.attr("axis", 0))
+        if not -rank <= axis < rank:
+            raise ConvertError(f"axis {axis} is not an axis of a rank-{rank} input")
+        attrs = {"axis": axis % rank, "keepdims": bool(node.attr("keepdims", 1)),
+                 "select_last_index": bool(node.attr("select_last_index", 0))}
+        return [ctx.emit(kiln_op, [x], attrs, out=node.outputs[0])]
+    return convert
+
+
+for _op, _kiln in (("ArgMax", "arg_max"), ("ArgMin", "arg_min")):
+    converter(_op, since=1, attrs=("axis", "keepdims"))(_arg(_kiln))
+    converter(_op, since=12, attrs=("axis", "keepdims", "select_last_index"))(_arg(_kiln))
 
 
 def _normalise(ctx: ImportContext, x: str, axes: tuple[int, ...], eps: float) -> tuple[str, str, str]:

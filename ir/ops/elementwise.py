@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..grad import scale, unbroadcast
+from ..grad import no_grad, scale, unbroadcast
 from ..registry import Attr, Cost, OpDef, bytes_moved, expect, get_op, normalize_attrs, register
 from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType
 
@@ -346,17 +346,13 @@ def _compare_infer(types, attrs):
     return [TensorType("bool", broadcast_shape(a.shape, b.shape))]
 
 
-def _no_grad(ctx, node, dys):
-    return [None] * len(node.inputs)
-
-
 COMPARISONS = {"equal": np.equal, "less": np.less, "greater": np.greater, "less_equal": np.less_equal,
                "greater_equal": np.greater_equal}
 for _name, _fn in COMPARISONS.items():
     register(OpDef(
         name=_name, family="elementwise", inputs=("a", "b"), outputs=("y",), attrs={},
         infer=_compare_infer, reference=lambda xs, a, fn=_fn: [np.asarray(fn(xs[0], xs[1]))],
-        grad=_no_grad, doc=f"bool: a {_name.replace('_', ' ')} b, with numpy broadcasting (NaN compares false)",
+        grad=no_grad, doc=f"bool: a {_name.replace('_', ' ')} b, with numpy broadcasting (NaN compares false)",
     ))
 
 

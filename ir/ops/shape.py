@@ -1,10 +1,11 @@
-"""Ops that move data without arithmetic: flatten, reshape, transpose, concat, pad, slice, expand."""
+"""Ops that move data without arithmetic: flatten, reshape, transpose, concat, pad, slice, expand;
+and the reductions (reduce_sum, reduce_max, reduce_min, arg_max, arg_min)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..grad import unbroadcast
+from ..grad import no_grad, unbroadcast
 from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
 from ..types import TensorType
 from .elementwise import broadcast_shape
@@ -322,4 +323,36 @@ for _name, _fn, _big in (("reduce_max", np.max, True), ("reduce_min", np.min, Fa
         grad=_extreme_grad,
         doc=f"{'largest' if _big else 'smallest'} element over `axes` (NaN if any is; an empty reduction gives "
             f"{'-inf' if _big else '+inf'}, or the dtype's limit)",
+    ))
+
+
+def _arg_infer(types, a):
+    (x,) = types
+    axis = a["axis"] + x.rank if a["axis"] < 0 else a["axis"]
+    expect(0 <= axis < x.rank, f"axis {a['axis']} out of range for {x}")
+    expect(x.shape[axis] > 0, f"axis {a['axis']} of {x} is empty: there is no element to name")
+    shape = tuple(1 if i == axis else d for i, d in enumerate(x.shape) if a["keepdims"] or i != axis)
+    return [TensorType("i64", shape)]
+
+
+def _arg_ref(fn):
+    def ref(xs, a):
+        x, axis = xs[0], a["axis"] % xs[0].ndim
+        if a["select_last_index"]:
+            idx = x.shape[axis] - 1 - fn(np.flip(x, axis), axis=axis)
+        else:
+            idx = fn(x, axis=axis)
+        idx = np.expand_dims(idx, axis) if a["keepdims"] else idx
+        return [np.ascontiguousarray(idx, dtype=np.int64)]
+    return ref
+
+
+for _name, _fn, _what in (("arg_max", np.argmax, "largest"), ("arg_min", np.argmin, "smallest")):
+    register(OpDef(
+        name=_name, family="shape", inputs=("x",), outputs=("indices",),
+        attrs={"axis": Attr("int", 0), "keepdims": Attr("bool", True), "select_last_index": Attr("bool", False)},
+        infer=_arg_infer, reference=_arg_ref(_fn), grad=no_grad,
+        cost=lambda ins, outs, a: Cost(0, ins[0].numel, bytes_moved(ins, outs)), show=("axis",),
+        doc=f"int64 index along `axis` of the {_what} element (the first, or the last with "
+            f"select_last_index; a NaN counts as {_what}, as numpy's arg{_name[4:]} has it)",
     ))

@@ -1,4 +1,4 @@
-"""reduce_sum, reduce_max and reduce_min over any axes. Sums: floats in float64 (as the
+"""reduce_sum, reduce_max and reduce_min over any axes, and arg_max / arg_min along one. Sums: floats in float64 (as the
 reference), integers in int64 (uint64 for u64; the cast back wraps as numpy's astype does),
 bools counted then tested. Max and min: in the input's dtype, from -inf / +inf (the dtype's
 limits for integers, so an empty reduction gives them), a NaN kept once seen.
@@ -10,6 +10,9 @@ Axes of size 1 are dropped and neighbours of the same kind (kept or summed) merg
 - last axis kept (a linear layer's bias gradient, axes (0,): [N | K]): one job per output row
   and block of up to 256 columns, a row of sums swept down the summed axes, so every read is
   a contiguous run of the block.
+arg_max / arg_min see x as [outer, d, inner] around the axis: with inner 1, a job per output
+scans a contiguous run of d; otherwise a job per outer row and block of inner columns keeps a
+row of best values and indices, swept down the axis (contiguous reads, as for the sums).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import math
 
 from ....ir import Node, TensorType
 from ....ir.types import FLOAT_DTYPES
-from ...templating import reduce_fold
+from ...templating import arg_axes, arg_better, reduce_fold
 from .common import NP_NAMES, PARALLEL_MIN, KernelSource, nested_loops, plain_only, strides
 
 BLOCK = 256  # columns per job when the last axis is kept
@@ -92,4 +95,36 @@ def reduce_sum(node: Node, ins: list[TensorType], outs: list[TensorType]) -> Ker
                         f"{node.op} over [{shape}], {how}", parallel=par)
 
 
+def arg_extreme(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    x = ins[0]
+    outer, d, inner = arg_axes(x, node.attrs["axis"])
+    last = node.attrs["select_last_index"]
+    blk = min(BLOCK, inner)
+    blocks = -(-inner // blk)
+    jobs = outer * blocks
+    par = x.numel >= PARALLEL_MIN and jobs > 1
+    if inner == 1:
+        body = ["base = job * " + str(d), "best = x[base]", "where = 0",
+                f"for k in range(1, {d}):", "    v = x[base + k]",
+                f"    if {arg_better(node.op, x.dtype, last, 'v', 'best')}:",
+                "        best = v", "        where = k", "y[job] = where"]
+        how = f"a scan of {d} per output"
+    else:
+        body = [f"o = job // {blocks}", f"l0 = (job % {blocks}) * {blk}", f"w = min({blk}, {inner} - l0)",
+                f"base = o * {d * inner} + l0", f"best = np.empty({blk}, {NP_NAMES[x.dtype]})",
+                f"where = np.zeros({blk}, np.int64)",
+                "for l in range(w):", "    best[l] = x[base + l]",
+                f"for k in range(1, {d}):", f"    row = base + k * {inner}",
+                "    for l in range(w):", "        v = x[row + l]",
+                f"        if {arg_better(node.op, x.dtype, last, 'v', 'best[l]')}:",
+                "            best[l] = v", "            where[l] = k",
+                "for l in range(w):", f"    y[o * {inner} + l0 + l] = where[l]"]
+        how = f"rows of {inner} in blocks of {blk}"
+    lines = ["def KERNEL(x, y):", f"    for job in {'prange' if par else 'range'}({jobs}):",
+             *("        " + s for s in body)]
+    note = f"{node.op} over [{outer} | {d} | {inner}]{' last index' if last else ''}, {how}"
+    return KernelSource("\n".join(lines) + "\n", (node.inputs[0], node.outputs[0].name), note, parallel=par)
+
+
 TEMPLATES = {op: plain_only(reduce_sum) for op in ("reduce_sum", "reduce_max", "reduce_min")}
+TEMPLATES |= {op: plain_only(arg_extreme) for op in ("arg_max", "arg_min")}

@@ -12,6 +12,7 @@ pad: per (merged) output axis, the output index minus the low pad maps to a sour
 reduce_sum: one thread per output, looping over the summed axes (size-1 axes dropped, runs of
 summed or kept axes merged); floats sum in float64 as the reference does, integers in int64
 (uint64 for u64; the cast back wraps as numpy's astype does), bools are counted then tested.
+arg_max / arg_min: one thread per output, scanning its column of x viewed as [outer, d, inner].
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 
 from ....ir import Node, TensorType
 from ....ir.types import FLOAT_DTYPES
-from ...templating import reduce_fold, view_strides
+from ...templating import arg_axes, arg_better, reduce_fold, view_strides
 from .common import (
     NP_NAMES,
     KernelSource,
@@ -168,6 +169,20 @@ def reduce_sum(node: Node, ins: list[TensorType], outs: list[TensorType]) -> Ker
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), note, grid=grid1(y.numel))
 
 
+def arg_extreme(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    x, y = ins[0], outs[0]
+    outer, d, inner = arg_axes(x, node.attrs["axis"])
+    better = arg_better(node.op, x.dtype, node.attrs["select_last_index"], "v", "best")
+    lines = [f"base = (t // {inner}) * {d * inner} + t % {inner}" if inner > 1 else f"base = t * {d}",
+             "best = x[base]", "where = 0",
+             f"for k in range(1, {d}):", f"    v = x[base + k * {inner}]" if inner > 1 else "    v = x[base + k]",
+             f"    if {better}:", "        best = v", "        where = k", "y[t] = where"]
+    note = f"{node.op} over [{outer} | {d} | {inner}], one thread per output"
+    return KernelSource(_flat(lines, y.numel, "x, y"), (node.inputs[0], node.outputs[0].name), note,
+                        grid=grid1(y.numel))
+
+
 TEMPLATES = {"transpose": plain_only(affine), "slice": plain_only(affine), "expand": plain_only(affine),
              "concat": plain_only(concat), "pad": plain_only(pad),
-             **{op: plain_only(reduce_sum) for op in ("reduce_sum", "reduce_max", "reduce_min")}}
+             **{op: plain_only(reduce_sum) for op in ("reduce_sum", "reduce_max", "reduce_min")},
+             **{op: plain_only(arg_extreme) for op in ("arg_max", "arg_min")}}
