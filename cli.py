@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 
 import numpy as np
 
@@ -92,6 +93,16 @@ def cmd_info(args) -> int:
     return 0
 
 
+def kernel_sharing(kernels, top: int = 3) -> str:
+    """How many launching layers (nodes) share each kernel: the histogram, and the most shared."""
+    counts = Counter(len(k.nodes) for k in kernels)
+    hist = ", ".join(f"{n} kernel{'s' * (n != 1)} x {layers} layer{'s' * (layers != 1)}"
+                     for layers, n in sorted(counts.items()))
+    shared = sorted((k for k in kernels if len(k.nodes) > 1), key=lambda k: -len(k.nodes))[:top]
+    most = "".join(f"\n  {len(k.nodes)} layers share {k.name}: {k.note}" for k in shared)
+    return f"layers per kernel: {hist}{most}"
+
+
 def cmd_compile(args) -> int:
     g = _model(args)
     t0 = time.perf_counter()
@@ -111,6 +122,7 @@ def cmd_compile(args) -> int:
             print(f"kernels: {n} for {len(c.program.launches)} launches; compiled now {c.compiled_kernels}, "
                   f"from the cache {n - c.compiled_kernels} ({'cold' if c.compiled_kernels else 'cached'} "
                   f"compile {c.compile_seconds:.2f} s)")
+        print(kernel_sharing(c.program.kernels.values()))
     if args.dump_ir:
         extra = " and generated kernels in kernels/" if exe.compiled is not None else ""
         print(f"IR after every pass written to {args.dump_ir}/ (index.md lists them){extra}")

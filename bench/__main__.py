@@ -210,6 +210,7 @@ def corpus_rows(names: list[str], runs: int, folder: str) -> str:
     for name in names:
         io = np.load(out / f"{name}.npz")
         x = io["input"]
+        key = str(io["input_name"]) if "input_name" in io.files else "input"
         path = str(out / f"{name}.onnx")
         ops = sorted({n.op_type for n in onnx.load(path, load_external_data=False).graph.node})
         t0 = time.perf_counter()
@@ -218,11 +219,11 @@ def corpus_rows(names: list[str], runs: int, folder: str) -> str:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-        want = sess.run(None, {"input": x})
-        for a, b in zip(exe.run({"input": x}), want, strict=True):
+        feeds = {key: x}
+        want = sess.run(None, feeds)
+        for a, b in zip(exe.run(feeds), want, strict=True):
             if not np.allclose(a, b, rtol=1e-3, atol=1e-4 * float(np.abs(b).max())):
                 raise SystemExit(f"{name}: kiln and onnxruntime disagree")
-        feeds = {"input": x}
         ours = timeit(lambda exe=exe, feeds=feeds: exe.run(feeds), runs)
         theirs = timeit(lambda sess=sess, feeds=feeds: sess.run(None, feeds), runs)
         ratio = statistics.median(ours) / statistics.median(theirs)
@@ -238,16 +239,17 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--out", help="also write the markdown table here")
     ap.add_argument("--corpus", nargs="?", const="all", default=None, metavar="NAMES",
-                    help="instead: the real-model corpus (bench/corpus.py), all or a comma list, at full size")
+                    help="instead: the real-model corpus (bench/corpus.py, the light models included), all or a "
+                         "comma list, at full size")
     ap.add_argument("--corpus-dir", default=os.path.expanduser("~/.cache/kiln-corpus"),
                     help="where the exported corpus models are kept (default ~/.cache/kiln-corpus)")
     ap.add_argument("--ablate", action="store_true",
                     help=f"instead: each model with each of {', '.join(ABLATE)} switched off in turn")
     args = ap.parse_args()
     if args.corpus:
-        from bench.corpus import CORPUS
+        from bench.corpus import all_models
 
-        names = list(CORPUS) if args.corpus == "all" else args.corpus.split(",")
+        names = all_models() if args.corpus == "all" else args.corpus.split(",")
         head = f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; batch 1; " \
             f"{args.runs} runs after 3 warm-up\n\n"
         emit(head + corpus_rows(names, args.runs, args.corpus_dir), args.out)

@@ -9,8 +9,13 @@ Run as its own process (the tests and `python -m bench --corpus` do): the proces
 never imports torch or onnxruntime. Each <name>.npz holds `input` and `output_0..` (onnxruntime,
 all graph optimisations off). torchvision's compiled ops do not load beside the CPU build of
 torch, but its models do once `torchvision._meta_registrations` is stubbed before the import.
-The ONNX package's bundled "light" models (onnx/backend/test/data/light) are listed by
-`light_models()`; they have fixed input shapes and load straight from the onnx package.
+The ONNX package's bundled "light" models (onnx/backend/test/data/light: AlexNet, DenseNet-121,
+Inception v1 and v2, ResNet-50, ShuffleNet, SqueezeNet, VGG-19, ZFNet-512; opset 9, fixed
+224x224 inputs) join the corpus as `light_<name>`. Their weights are ConstantOfShape fills (every
+filter the same, so every channel computes the same thing); the export replaces each fill with a
+seeded random initializer of its shape (He-scaled for weights, in [0.5, 1.5] for the 1-D ones:
+biases, BatchNormalization's scales and variances), so the outputs tell channels apart.
+Exporting them needs onnxruntime only, not torch.
 """
 
 from __future__ import annotations
@@ -175,6 +180,68 @@ def export(out: Path, size: int | None, names: list[str]) -> None:
         print(f"{name}: {side}x{side}, {os.path.getsize(path) / 2**20:.1f} MiB", flush=True)
 
 
+LIGHT = "light_"
+
+
+def light_with_random_weights(path: Path, seed: int = 0):
+    """A light model with each ConstantOfShape fill replaced by a seeded random initializer (also
+    listed as a graph input, as IR version 3 wants of every initializer)."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load(str(path))
+    rng = np.random.default_rng(seed)
+    shapes = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    keep, new = [], []
+    for node in m.graph.node:
+        if node.op_type != "ConstantOfShape" or node.input[0] not in shapes:
+            keep.append(node)
+            continue
+        shape = tuple(int(d) for d in shapes[node.input[0]])
+        if len(shape) >= 2:
+            w = rng.standard_normal(shape) * np.sqrt(2.0 / max(1, int(np.prod(shape[1:]))))
+        else:
+            w = rng.uniform(0.5, 1.5, shape)
+        new.append(numpy_helper.from_array(w.astype(np.float32), node.output[0]))
+    used = {i for n in keep for i in n.input}
+    gone = {t.name for t in m.graph.initializer if t.name not in used}
+    inits = [t for t in m.graph.initializer if t.name not in gone] + new
+    inputs = [i for i in m.graph.input if i.name not in gone] + \
+        [helper.make_tensor_value_info(t.name, onnx.TensorProto.FLOAT, list(t.dims)) for t in new]
+    for field, items in ((m.graph.node, keep), (m.graph.initializer, inits), (m.graph.input, inputs)):
+        del field[:]
+        field.extend(items)
+    return m
+
+
+def export_light(out: Path, names: list[str]) -> None:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        m = light_with_random_weights(light_models()[name.removeprefix(LIGHT)])
+        path = out / f"{name}.onnx"
+        onnx.save(m, str(path))
+        inits = {t.name for t in m.graph.initializer}
+        (inp,) = [i for i in m.graph.input if i.name not in inits]
+        shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        outs = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, {inp.name: x})
+        np.savez(out / f"{name}.npz", input=x, input_name=np.array(inp.name),
+                 **{f"output_{k}": o for k, o in enumerate(outs)})
+        print(f"{name}: {'x'.join(map(str, shape))}", flush=True)
+
+
+def all_models() -> list[str]:
+    """The corpus's torch-exported models, then the light ones."""
+    return [*CORPUS, *(LIGHT + n for n in light_models())]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -188,13 +255,19 @@ def main(argv=None) -> None:
         for name, (family, side) in CORPUS.items():
             print(f"{name}\t{family}\t{side}")
         for name in light_models():
-            print(f"{name}\tonnx light\t224")
+            print(f"{LIGHT}{name}\tonnx light\t224")
         return
     names = [n for n in args.models.split(",") if n]
-    unknown = sorted(set(names) - set(CORPUS))
+    unknown = sorted(set(names) - set(all_models()))
     if unknown:
-        ap.error(f"unknown models {unknown}; the corpus: {', '.join(CORPUS)}")
-    export(args.dir, args.size, names)
+        ap.error(f"unknown models {unknown}; the corpus: {', '.join(all_models())}")
+    light = [n for n in names if n.startswith(LIGHT)]
+    if light and args.size:
+        ap.error(f"the light models have fixed 224x224 inputs; --size does not apply to {light}")
+    if light:
+        export_light(args.dir, light)
+    if len(light) < len(names):
+        export(args.dir, args.size, [n for n in names if n not in light])
 
 
 if __name__ == "__main__":

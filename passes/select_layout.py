@@ -36,7 +36,7 @@ from .manager import note
 BLOCKED = "NCHW16c"
 FOLLOWERS = frozenset({*ACTIVATIONS, "relu", "leaky_relu", "sigmoid", "tanh", "clip", "batch_norm", "maxpool2d",
                        "avgpool2d", "identity", "dropout"})
-BINARY = frozenset({"add", "sub", "mul", "div"})
+BINARY = frozenset({"add", "sub", "mul", "div", "max", "min", "pow"})  # same-shape operands: one flat loop
 GLOBAL_POOLS = frozenset({"global_avgpool", "global_maxpool"})
 
 

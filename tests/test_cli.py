@@ -1,6 +1,7 @@
 """The `kiln` command line: info, compile (dumps, check), run, and its errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -33,6 +34,17 @@ def test_compile_dumps_and_checks(tmp_path, capsys):
     n_passes = len(kiln.passes.PIPELINES[("reference", "inference")])
     assert len(list(tmp_path.glob("*.ir"))) == n_passes + 1
     assert (tmp_path / "index.md").exists()
+
+
+def test_compile_reports_kernels_and_the_layers_sharing_them(capsys):
+    """A ResNet's 3x3 convs of one shape share a kernel: the report counts layers per kernel."""
+    assert main(["compile", "zoo:resnet20", "--target", "cpu", "--batch", "1"]) == 0
+    out = capsys.readouterr().out
+    line = next(s for s in out.splitlines() if s.startswith("layers per kernel: "))
+    total = sum(int(k) * int(n) for k, n in re.findall(r"(\d+) kernels? x (\d+) layers?", line))
+    launches = int(re.search(r"kernels: \d+ for (\d+) launches", out).group(1))
+    assert total == launches, out  # every launch counted once
+    assert " layers share " in out  # some kernel serves several layers
 
 
 def test_run_reads_npy_and_writes_npz(tmp_path, capsys):

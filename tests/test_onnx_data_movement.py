@@ -139,6 +139,9 @@ CONV_TRANSPOSE = [  # x shape, weight shape, attrs
     ((1, 2, 3, 3), (2, 3, 3, 3), {"dilations": [2, 2], "auto_pad": "SAME_UPPER", "strides": [2, 2]}),
     ((1, 2, 3, 3), (2, 3, 3, 3), {"strides": [3, 2], "output_shape": [10, 8]}),  # past the full size
     ((1, 2, 7), (2, 3, 3), {"strides": [2], "pads": [1, 2]}),  # 1-D
+    ((2, 4, 3, 4, 3), (4, 3, 3, 2, 2), {"strides": [2, 1, 2], "dilations": [1, 2, 1], "pads": [1, 0, 1, 0, 1, 1],
+                                        "output_padding": [1, 0, 1], "group": 2}),  # 3-D
+    ((1, 2, 2, 3, 3), (2, 2, 3, 3, 3), {"strides": [3, 2, 1], "dilations": [2, 1, 1], "output_shape": [9, 8, 5]}),
 ]
 
 

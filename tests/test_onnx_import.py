@@ -361,6 +361,59 @@ def test_an_op_onnx_does_not_define_gets_kilns_report():
         assert part in msg, (part, msg)
 
 
+def test_an_unsupported_op_names_the_models_supported_ops_and_why_no_expansion():
+    """Asinh has no ONNX function body; Bernoulli has one, whose RandomUniformLike kiln lacks."""
+    x = rand(0, 2, 3)
+    nodes = [node("Relu", ["x"], ["a"]), helper.make_node("Asinh", ["a"], ["b"], name="no_body"),
+             helper.make_node("Bernoulli", ["a"], ["c"], name="coin"), node("Add", ["b", "c"], ["y"])]
+    with pytest.raises(UnsupportedError) as e:
+        from_onnx(model(nodes, {"x": x}, ["y"], opset=22))
+    msg = str(e.value)
+    for part in ("'no_body' (op Asinh", "onnx defines no function body", "'coin' (op Bernoulli",
+                 "function body (opset 22) was tried", "RandomUniformLike",
+                 "this model's ops that kiln has converters for: Add, Relu"):
+        assert part in msg, (part, msg)
+
+
+@pytest.mark.parametrize("op, opset, attrs", [
+    ("Celu", 17, {"alpha": 0.7}),  # a context-dependent body
+    ("Shrink", 17, {"lambd": 0.4, "bias": 0.1}),  # a body written at opset 18, its CastLike expanding in turn
+    ("Shrink", 21, {}),  # the schema's default lambd and bias
+    ("ThresholdedRelu", 21, {"alpha": 0.2}),
+    ("MeanVarianceNormalization", 13, {"axes": [0, 2, 3]}),
+])
+def test_ops_without_a_converter_import_through_their_function_bodies(op, opset, attrs):
+    x = rand(1, 2, 3, 4, 5)
+    g, _ = check(model([helper.make_node(op, ["x"], ["y"], name="f", **attrs)], {"x": x}, ["y"], opset=opset),
+                 {"x": x})
+    assert op.lower() not in {n.op for n in g.nodes} and len(g.nodes) > 1
+    got = compile_model(g, target="cpu").run({"x": x})[0]
+    np.testing.assert_allclose(got, interpret(g, {"x": x})[0], rtol=RTOL, atol=ATOL)
+
+
+def test_model_local_functions_are_inlined():
+    """A model-local function (its own domain) called twice, with an attribute reference."""
+    fn = helper.make_function(
+        "local.fns", "ScaledRelu", ["X"], ["Y"],
+        [helper.make_node("Relu", ["X"], ["R"]),
+         helper.make_node("Constant", [], ["K"], name="k"),
+         helper.make_node("Mul", ["R", "K"], ["Y"])],
+        opset_imports=[helper.make_opsetid("", 17)], attributes=[])
+    k = fn.node[1]
+    del k.attribute[:]
+    ref = onnx.AttributeProto()
+    ref.name, ref.ref_attr_name, ref.type = "value_float", "scale", onnx.AttributeProto.FLOAT
+    k.attribute.append(ref)
+    fn.attribute.append("scale")
+    x = rand(2, 3, 4)
+    nodes = [helper.make_node("ScaledRelu", ["x"], ["a"], domain="local.fns", scale=2.0),
+             helper.make_node("ScaledRelu", ["a"], ["y"], domain="local.fns", scale=-0.5)]
+    m = model(nodes, {"x": x}, ["y"], domains={"local.fns": 1})
+    m.functions.append(fn)
+    g = from_onnx(m)
+    np.testing.assert_allclose(interpret(g, {"x": x})[0], run_ort(m, {"x": x})[0], rtol=RTOL, atol=ATOL)
+
+
 def test_two_unsupported_nodes_in_one_error():
     x = rand(0, 2, 3)
     nodes = [helper.make_node("Asinh", ["x"], ["a"], name="first_bad"), node("Relu", ["a"], ["b"]),

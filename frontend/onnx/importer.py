@@ -8,7 +8,9 @@ kiln compiles static shapes, so every graph input's shape is fixed at import: a 
 missing) first dimension becomes `batch`, any other symbolic dimension must be given in
 `input_shapes`. The whole model is checked before anything runs: every node kiln cannot import
 (unknown op, unsupported attribute or data type, foreign domain) is reported in one error that
-names each node with its op type, domain and opset, and lists what is supported.
+names each node with its op type, domain and opset, and lists what is supported. An op kiln has
+no converter for imports through the function body onnx defines for it, where there is one
+(functions.py); model-local functions are inlined first.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx.inliner
 import onnx.reference
 import onnx.shape_inference
 import onnx.version_converter
@@ -26,7 +29,7 @@ from onnx import helper, numpy_helper
 from ...ir import Graph, IRError, TensorType, Value, verify
 from ...ir.errors import ModelError, UnsupportedError
 from ...ir.types import DTYPES, dtype_of
-from . import ops_math, ops_nn, ops_reduce, ops_shape  # noqa: F401  (register the converters)
+from . import functions, ops_math, ops_nn, ops_reduce, ops_shape  # noqa: F401  (register the converters)
 from .context import ConvertError, ImportContext, NeedsConstant
 from .converters import NodeView, find_converter, supported_ops
 
@@ -182,7 +185,8 @@ def _convert_node(ctx: ImportContext, node: onnx.NodeProto) -> None:
         if node.op_type in FOLDED_OPS:  # supported as shape arithmetic only
             unknown = next(i for i in ins if i not in ctx.foldable)
             raise NeedsConstant(unknown, f"{node.op_type} imports only as shape arithmetic: its inputs")
-        raise ConvertError("op is not supported")
+        _expand(ctx, node)
+        return
     extra = sorted(set(view.attrs) - conv.attrs)
     if extra:
         raise ConvertError(f"attribute(s) {extra} not supported (kiln's {node.op_type} converter reads "
@@ -192,11 +196,41 @@ def _convert_node(ctx: ImportContext, node: onnx.NodeProto) -> None:
     conv.fn(ctx, view)
 
 
-def _report(errors: list[str], opset: int, needs: list[str]) -> UnsupportedError:
+def _expand(ctx: ImportContext, node: onnx.NodeProto) -> None:
+    """Import an op kiln has no converter for through its ONNX function body, node by node at
+    the body's opset; or say why that cannot stand in."""
+    types = [ctx.types.get(i) if i else None for i in node.input]
+    body = functions.function_body(node, ctx.opset, types)
+    if body is None:
+        raise ConvertError("op is not supported, and onnx defines no function body for it at this opset, "
+                           "so no expansion can stand in")
+
+    def fresh(base: str) -> str:
+        name = ctx.fresh(base)
+        ctx.names.add(name)
+        return name
+
+    inner_opset = functions.body_opset(body, ctx.opset)
+    outer = ctx.opset
+    ctx.opset = inner_opset
+    try:
+        for inner in functions.inline(node, body, functions.schema_of(node, outer), fresh):
+            try:
+                _convert_node(ctx, inner)
+            except ConvertError as e:
+                raise ConvertError(f"op is not supported; its ONNX function body (opset {inner_opset}) was tried "
+                                   f"and its node {inner.name!r} ({inner.op_type}) does not import: {e}") from None
+    finally:
+        ctx.opset = outer
+
+
+def _report(errors: list[str], opset: int, needs: list[str], model_ops: set[str] = frozenset()) -> UnsupportedError:
     ops = supported_ops()
     listing = ", ".join(ops) + "; folded when their inputs are compile-time constants: " + ", ".join(FOLDED_OPS)
     head = f"cannot import {len(errors)} node(s) of this opset-{opset} model:"
-    err = UnsupportedError("\n  ".join([head, *errors]) + f"\nkiln imports: {listing}")
+    used = sorted(op for op in model_ops if op in ops or op in FOLDED_OPS)
+    uses = f"\nthis model's ops that kiln has converters for: {', '.join(used)}" if used else ""
+    err = UnsupportedError("\n  ".join([head, *errors]) + uses + f"\nkiln imports: {listing}")
     err.needs_constants = needs  # graph inputs that from_onnx(constants=...) could fix
     return err
 
@@ -215,12 +249,14 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
                "no such ONNX operator" for k, n in enumerate(m.graph.node)
                if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type)]
     if unknown:  # kiln's report (every such node, and what kiln imports), not the checker's first line
-        raise _report(unknown, _opset(m), [])
+        raise _report(unknown, _opset(m), [], {n.op_type for n in m.graph.node})
     try:
         onnx.checker.check_model(_with_output_types(m))
     except onnx.checker.ValidationError as e:
         raise ModelError(f"the model is malformed: {str(e).strip().splitlines()[0]}") from None
     source_opset = _opset(m)
+    if m.functions:  # model-local functions: their calls become the functions' nodes
+        m = onnx.inliner.inline_local_functions(m)
     m = _upgrade(m)
     opset = _opset(m)
     ctx = ImportContext(opset, source_opset)
@@ -265,7 +301,9 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
     origins = {name: {name} for name in input_names}  # run-time value -> the graph inputs it is computed from
     for k, node in enumerate(g.node):
         ctx.node_name = node.name or f"{node.op_type}_{k}"
-        if poisoned.intersection(node.input) and find_converter(node.op_type, opset) is not None:
+        importable = find_converter(node.op_type, opset) is not None or \
+            functions.has_body(functions.schema_of(node, opset))
+        if poisoned.intersection(node.input) and importable:
             poisoned.update(node.output)  # its cause is reported upstream
             continue
         try:
@@ -279,7 +317,7 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
                           f"opset {opset}): {e}")
             poisoned.update(node.output)
     if errors:
-        raise _report(errors, opset, needs)
+        raise _report(errors, opset, needs, {n.op_type for n in g.node if n.domain in ("", "ai.onnx")})
     ctx.node_name = ""
     outputs = []
     for o in g.output:

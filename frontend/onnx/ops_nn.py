@@ -217,6 +217,58 @@ def dropout(ctx: ImportContext, node: NodeView) -> list:
     return [y]
 
 
+def _transposed_hw(ctx: ImportContext, x: str, w: str, strides, dil, begins, ends, full, groups: int) -> str:
+    """conv2d_grad_input over H and W: crops from positive pads, zero rows and columns from
+    negative ones."""
+    crop_lo, crop_hi = [max(p, 0) for p in begins], [max(p, 0) for p in ends]
+    hw = [f - lo - hi for f, lo, hi in zip(full, crop_lo, crop_hi)]
+    attrs = {"stride": strides, "dilation": dil, "pads": (*crop_lo, *crop_hi), "groups": groups, "input_hw": hw}
+    y = ctx.emit("conv2d_grad_input", [x, w], attrs)
+    grow = [max(-p, 0) for p in begins] + [max(-p, 0) for p in ends]
+    if any(grow):
+        y = ctx.emit("pad", [y], {"pads": (0, 0, grow[0], grow[1], 0, 0, grow[2], grow[3])})
+    return y
+
+
+def _conv_transpose3d(ctx: ImportContext, node: NodeView, x: str, w: str, b: str | None, strides, dil,
+                      begins, ends, full) -> str:
+    """A 3-D transposed convolution as one 2-D one over every input depth plane, whose output
+    channels are (channel, depth tap) (W [C_in, C_out/g, KD, KH, KW] read as [C_in, C_out/g * KD,
+    KH, KW]), then each tap's planes placed at depths d * stride + k * dilation (a zero-stuffing
+    reshape and pad, a shift) and the taps summed; the depth pads crop (or, negative, extend)."""
+    n, cin, d, h, wd = ctx.type(x).shape
+    _, cg, kd, kh, kw = ctx.type(w).shape
+    groups = int(node.attr("group", 1))
+    cout = cg * groups
+    planes = ctx.emit("reshape", [ctx.emit("transpose", [x], {"perm": (0, 2, 1, 3, 4)})], {"shape": (n * d, cin, h, wd)})
+    w2 = ctx.emit("reshape", [w], {"shape": (cin, cg * kd, kh, kw)})
+    y = _transposed_hw(ctx, planes, w2, strides[1:], dil[1:], begins[1:], ends[1:], full[1:], groups)
+    _, _, oh, ow = ctx.type(y).shape
+    y = ctx.emit("reshape", [y], {"shape": (n, d, cout, kd, oh * ow)})
+    sd, dd, length = strides[0], dil[0], full[0]
+    run = (d - 1) * sd + 1  # one tap's depths, input plane d at d * sd
+    total = None
+    for k in range(kd):
+        t = ctx.emit("pad", [y], {"pads": (0, 0, 0, -k, 0, 0, 0, 0, -(kd - 1 - k), 0)})  # tap k: [n, d, cout, 1, p]
+        if sd > 1:  # zero-stuff the depth: [n, d, sd, cout, p] -> [n, d * sd, ...], trailing zeros cut
+            t = ctx.emit("reshape", [t], {"shape": (n, d, 1, cout, oh * ow)})
+            t = ctx.emit("pad", [t], {"pads": (0, 0, 0, 0, 0, 0, 0, sd - 1, 0, 0)})
+            t = ctx.emit("reshape", [t], {"shape": (n, d * sd, cout, oh * ow)})
+            t = ctx.emit("pad", [t], {"pads": (0, 0, 0, 0, 0, -(sd - 1), 0, 0)})
+        else:
+            t = ctx.emit("reshape", [t], {"shape": (n, d, cout, oh * ow)})
+        t = ctx.emit("pad", [t], {"pads": (0, k * dd, 0, 0, 0, length - run - k * dd, 0, 0)})
+        total = t if total is None else ctx.emit("add", [total, t])
+    total = ctx.emit("pad", [total], {"pads": (0, -begins[0], 0, 0, 0, -ends[0], 0, 0)}) if begins[0] or ends[0] \
+        else total
+    od = length - begins[0] - ends[0]
+    total = ctx.emit("transpose", [ctx.emit("reshape", [total], {"shape": (n, od, cout, oh, ow)})],
+                     {"perm": (0, 2, 1, 3, 4)})
+    if b:
+        total = ctx.emit("add", [total, ctx.emit("reshape", [b], {"shape": (cout, 1, 1, 1)})])
+    return ctx.emit("identity", [total], out=node.outputs[0])
+
+
 @converter("ConvTranspose", since=1, attrs=(*_WINDOW, "dilations", "group", "output_padding", "output_shape"))
 def conv_transpose(ctx: ImportContext, node: NodeView) -> list:
     """The gradient of a convolution with respect to its input, which is what a transposed
@@ -227,8 +279,6 @@ def conv_transpose(ctx: ImportContext, node: NodeView) -> list:
     rows and columns; the bias is added last."""
     x, w, b = node.input(0), node.input(1), node.input(2)
     rank = _spatial_rank(ctx, x, "transposed convolution")
-    if rank == 3:
-        raise ConvertError("3-D transposed convolutions are not supported (1-D and 2-D are)")
     wt, sizes = ctx.type(w), list(ctx.type(x).shape[2:])
     kernel = list(wt.shape[2:])
     if node.attr("kernel_shape") is not None and list(node.attr("kernel_shape")) != kernel:
@@ -257,19 +307,14 @@ def conv_transpose(ctx: ImportContext, node: NodeView) -> list:
                                f"stride {s}, dilation {d})")
     if wt.rank != rank + 2 or wt.shape[0] != ctx.type(x).shape[1]:
         raise ConvertError(f"weight {wt} does not match input {ctx.type(x)} (expects [C_in, C_out/group, k...])")
+    if rank == 3:
+        return [_conv_transpose3d(ctx, node, x, w, b, strides, dil, begins, ends, full)]
     if rank == 1:
         x = _as_2d(ctx, x)
         w = ctx.emit("reshape", [w], {"shape": (wt.shape[0], wt.shape[1], 1, kernel[0])})
         strides, dil, kernel, full = [1, *strides], [1, *dil], [1, *kernel], [1, *full]
         begins, ends = [0, *begins], [0, *ends]
-    crop_lo, crop_hi = [max(p, 0) for p in begins], [max(p, 0) for p in ends]
-    hw = [f - lo - hi for f, lo, hi in zip(full, crop_lo, crop_hi)]
-    attrs = {"stride": strides, "dilation": dil, "pads": (*crop_lo, *crop_hi), "groups": int(node.attr("group", 1)),
-             "input_hw": hw}
-    y = ctx.emit("conv2d_grad_input", [x, w], attrs)
-    grow = [max(-p, 0) for p in begins] + [max(-p, 0) for p in ends]
-    if any(grow):
-        y = ctx.emit("pad", [y], {"pads": (0, 0, grow[0], grow[1], 0, 0, grow[2], grow[3])})
+    y = _transposed_hw(ctx, x, w, strides, dil, begins, ends, full, int(node.attr("group", 1)))
     if b:
         y = ctx.emit("add", [y, ctx.emit("reshape", [b], {"shape": (ctx.type(b).shape[0], 1, 1)})])
     return [_finish(ctx, ctx.emit("identity", [y], out=node.outputs[0] if rank == 2 else None), rank,

@@ -6,6 +6,8 @@ and differentiates through their gradient rules.
     ReduceMax, ReduceMin      reduce_max, reduce_min
     ReduceMean                reduce_sum, times 1/n
     ReduceSumSquare, ReduceL2 reduce_sum of x*x (then sqrt)
+    ReduceL1, ReduceLogSum    reduce_sum of abs(x); log of reduce_sum
+    ReduceLogSumExp           m + log(reduce_sum(exp(x - m))), m = reduce_max (no overflow)
     ArgMax, ArgMin            arg_max, arg_min (select_last_index from opset 12)
     LayerNormalization        d = x - mean(x), y = d / sqrt(mean(d*d) + eps) * scale + bias,
                               over the axes from `axis` on (ConvNeXt's channels-last form)
@@ -82,6 +84,26 @@ _reduction("ReduceSumSquare", 18, lambda ctx, x, axes, keep, out:
            ctx.emit("reduce_sum", [_square(ctx, x)], {"axes": axes, "keepdims": keep}, out=out))
 _reduction("ReduceL2", 18, lambda ctx, x, axes, keep, out:
            ctx.emit("sqrt", [ctx.emit("reduce_sum", [_square(ctx, x)], {"axes": axes, "keepdims": keep})], out=out))
+
+
+def _log_sum_exp(ctx, x, axes, keep, out):
+    """m + log(sum(exp(x - m))) with m the (kept-dims) max, so large inputs do not overflow; an
+    all -inf group gives -inf (m is -inf there: its shift is taken as 0)."""
+    m = ctx.emit("reduce_max", [x], {"axes": axes, "keepdims": True})
+    zero = _float_scalar(ctx, 0.0, x, "zero")
+    inf = _float_scalar(ctx, np.inf, x, "inf")
+    shift = ctx.emit("where", [ctx.emit("equal", [ctx.emit("abs", [m]), inf]), zero, m])
+    s = ctx.emit("reduce_sum", [ctx.emit("exp", [ctx.emit("sub", [x, shift])])], {"axes": axes, "keepdims": keep})
+    if not keep:
+        shift = ctx.emit("reshape", [shift], {"shape": ctx.type(s).shape})
+    return ctx.emit("add", [ctx.emit("log", [s]), shift], out=out)
+
+
+_reduction("ReduceL1", 18, lambda ctx, x, axes, keep, out:
+           ctx.emit("reduce_sum", [ctx.emit("abs", [x])], {"axes": axes, "keepdims": keep}, out=out))
+_reduction("ReduceLogSum", 18, lambda ctx, x, axes, keep, out:
+           ctx.emit("log", [ctx.emit("reduce_sum", [x], {"axes": axes, "keepdims": keep})], out=out))
+_reduction("ReduceLogSumExp", 18, _log_sum_exp)
 
 
 def _arg(kiln_op: str):

@@ -334,6 +334,7 @@ for _name, _fn, _doc, _grad in (
         ("min", np.minimum, "the smaller of a and b (NaN if either is NaN)", _pick_grad)):
     register(OpDef(
         name=_name, family="elementwise", inputs=("a", "b"), outputs=("y",), attrs={},
+        layouts=BLOCKED, layout_policy="same",
         infer=_float_binary_infer if _name == "pow" else _binary_infer,
         reference=lambda xs, a, fn=_fn: [np.asarray(fn(xs[0], xs[1]), dtype=xs[0].dtype)],
         grad=_grad, doc=_doc + " with numpy broadcasting",

@@ -4,37 +4,35 @@ reorders in and out of it. Every inner step moves a whole 16-channel vector."""
 from __future__ import annotations
 
 from ....ir import Node, TensorType
-from .common import PARALLEL_MIN, KernelSource, job_function
+from .common import PARALLEL_MIN, KernelSource, job_function, run_time_sizes
 
 
 def reorder(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    """Shape-generic: the (image, channel block) count and the plane size come at run time."""
     src, dst = ins[0].layout, outs[0].layout
     n, c, h, w = ins[0].shape
-    hw, cb = h * w, c // 16
+    par = ins[0].numel >= PARALLEL_MIN
+    note = f"reorder {src or 'NCHW'} -> {dst or 'NCHW'}"
     if src == dst:
         body = "def KERNEL(x, y):\n    for i in prange(x.size):\n        y[i] = x[i]\n"
-    elif (src, dst) == ("", "NCHW16c"):
-        body = f"""\
-def KERNEL(x, y):
-    for nb in prange({n * cb}):
-        for ci in range(16):
-            src = (nb * 16 + ci) * {hw}
-            for p in range({hw}):
-                y[(nb * {hw} + p) * 16 + ci] = x[src + p]
-"""
+        return KernelSource(body, (node.inputs[0], node.outputs[0].name), note, parallel=par)
+    if (src, dst) == ("", "NCHW16c"):
+        inner = "y[(nb * hw + p) * 16 + ci] = x[base + p]"
     elif (src, dst) == ("NCHW16c", ""):
-        body = f"""\
-def KERNEL(x, y):
-    for nb in prange({n * cb}):
-        for ci in range(16):
-            dst = (nb * 16 + ci) * {hw}
-            for p in range({hw}):
-                y[dst + p] = x[(nb * {hw} + p) * 16 + ci]
-"""
+        inner = "y[base + p] = x[(nb * hw + p) * 16 + ci]"
     else:
         raise NotImplementedError(f"reorder {src or 'plain'} -> {dst or 'plain'}")
-    return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"reorder {src or 'NCHW'} -> {dst or 'NCHW'}",
-                        parallel=ins[0].numel >= PARALLEL_MIN)
+    sizes, packed = run_time_sizes(node, n * (c // 16), h * w)
+    body = f"""\
+def KERNEL(x, sizes, y):
+    hw = sizes[1]
+    for nb in {'prange' if par else 'range'}(sizes[0]):
+        for ci in range(16):
+            base = (nb * 16 + ci) * hw
+            for p in range(hw):
+                {inner}
+"""
+    return KernelSource(body, (node.inputs[0], sizes, node.outputs[0].name), note, parallel=par, packed=packed)
 
 
 def _window_plan(node: Node, ins, outs) -> dict:
@@ -103,27 +101,30 @@ def pool_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> K
 
 
 def global_pool_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
-    """Blocked input to a plain [N, C, 1, 1] output (for 1x1 the two layouts coincide)."""
-    n, c, h, w = ins[0].shape
-    hw = h * w
+    """Blocked input to a plain [N, C, 1, 1] output (for 1x1 the two layouts coincide);
+    shape-generic: the plane size is x.size / y.size."""
+    n, c, _, _ = ins[0].shape
     is_max = node.op == "global_maxpool"
     init = "vsplat(np.float32(-np.inf))" if is_max else "vzero()"
     step = "vmax" if is_max else "vadd"
-    scale = "acc" if is_max else f"vmul(acc, vsplat(np.float32({1.0 / hw!r})))"
+    scale = "acc" if is_max else "vmul(acc, vsplat(np.float32(1.0 / hw)))"
+    par = n * c // 16 >= 4
     body = f"""\
 def KERNEL(x, y):
-    for nb in prange({n * (c // 16)}):
+    hw = x.size // y.size
+    for nb in {'prange' if par else 'range'}(y.size // 16):
         acc = {init}
-        for p in range({hw}):
-            acc = {step}(acc, vload(x, (nb * {hw} + p) * 16))
+        for p in range(hw):
+            acc = {step}(acc, vload(x, (nb * hw + p) * 16))
         vstore(y, nb * 16, {scale})
 """
-    return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"{node.op} NCHW16c -> NCHW",
-                        parallel=n * c // 16 >= 4)
+    return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"{node.op} NCHW16c -> NCHW", parallel=par)
 
 
 def batch_norm_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
-    """y = x * scale + shift per channel, with scale and shift computed at compile time in float64."""
+    """y = x * scale + shift per channel, with scale and shift computed at compile time in
+    float64; shape-generic: the channel blocks are s.size / 16, the (image, block) count and
+    plane size come at run time."""
     import numpy as np
 
     n, c, h, w = ins[0].shape
@@ -138,18 +139,21 @@ def batch_norm_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]
         s = params[names[1]] / np.sqrt(params[names[4]].astype(np.float64) + eps)
         return (params[names[2]] - params[names[3]] * s).astype(np.float32)
 
-    body = f"""\
-def KERNEL(x, s, t, y):
-    for nb in prange({n * (c // 16)}):
-        cb = nb % {c // 16}
+    sizes, packed = run_time_sizes(node, n * (c // 16), h * w)
+    body = """\
+def KERNEL(x, s, t, sizes, y):
+    cbs = s.size // 16
+    hw = sizes[1]
+    for nb in prange(sizes[0]):
+        cb = nb % cbs
         sv = vload(s, cb * 16)
         tv = vload(t, cb * 16)
-        for p in range({h * w}):
-            i = (nb * {h * w} + p) * 16
+        for p in range(hw):
+            i = (nb * hw + p) * 16
             vstore(y, i, vfma(vload(x, i), sv, tv))
 """
-    return KernelSource(body, (names[0], f"{out}.scale", f"{out}.shift", out), "batch_norm NCHW16c",
-                        parallel=True, packed={f"{out}.scale": scale, f"{out}.shift": shift})
+    return KernelSource(body, (names[0], f"{out}.scale", f"{out}.shift", sizes, out), "batch_norm NCHW16c",
+                        parallel=True, packed={f"{out}.scale": scale, f"{out}.shift": shift, **packed})
 
 
 def by_layout(plain, blocked):

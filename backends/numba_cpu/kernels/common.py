@@ -2,7 +2,10 @@
 
 A template is `def render(node, in_types, out_types) -> KernelSource`. Its body defines
 `def KERNEL(<array args>):` (the lowering substitutes the kernel's name) over flat, contiguous
-arrays; shapes are static, so sizes and strides are written into the source as literals.
+arrays. Shapes are static, so most kernels write sizes and strides into the source as literals;
+shape-generic ones (data movement, per-channel affine, global pools) take them at run time, from
+their arrays' sizes or from a small int64 `sizes` array (`run_time_sizes`), so that every layer
+of one kind shares a single compiled kernel.
 """
 
 from __future__ import annotations
@@ -30,6 +33,37 @@ def nested_loops(shape: Sequence[int], index_strides: dict[str, Sequence[int]], 
         lines.append(f"{pad}{name} = {' + '.join(terms) or '0'}")
     lines += [pad + b for b in body]
     return lines
+
+
+def run_time_loops(shape: Sequence[int], index_strides: dict[str, Sequence[int]], body: Sequence[str],
+                   parallel: bool, indent: int = 1) -> list[str] | None:
+    """nested_loops with the sizes read from a run-time `sizes` array (sizes[k] = shape[k]) and
+    every stride derived from them: each operand's stride on an axis is 0 (broadcast) or the
+    product of the sizes after it that the operand is not broadcast over, as for contiguous
+    broadcasting operands of a collapsed shape. So every shape with the same broadcast pattern
+    shares the source. None when a stride set is not of that form."""
+    r = len(shape)
+    derived: dict[str, list[str]] = {}
+    for name, st in index_strides.items():
+        mask = [s != 0 for s in st]
+        terms = []
+        for k in range(r):
+            want = int(np.prod([shape[j] for j in range(k + 1, r) if mask[j]], dtype=np.int64))
+            if mask[k] and st[k] != want:
+                return None
+            inner = [f"sizes[{j}]" for j in range(k + 1, r) if mask[j]]
+            if mask[k]:
+                terms.append(" * ".join([f"i{k}", *inner]))
+        derived[name] = terms
+    lines = []
+    pad = "    " * indent
+    for k in range(r):
+        rng = "prange" if parallel and k == 0 else "range"
+        lines.append(f"{pad}for i{k} in {rng}(sizes[{k}]):")
+        pad += "    "
+    for name, terms in derived.items():
+        lines.append(f"{pad}{name} = {' + '.join(terms) or '0'}")
+    return lines + [pad + b for b in body]
 
 
 def as_array(x) -> np.ndarray:
@@ -61,3 +95,9 @@ def parallel_jobs(args: str, jobs: int, body: Sequence[str], fastmath: bool = Tr
     return "\n".join([JOB_DECORATOR.format(fastmath=fastmath_option(fastmath)), f"def KERNEL_job({args}, job):", *inner, "",
                       "", f"def KERNEL({args}):", f"    for job in prange({jobs}):",
                       f"        KERNEL_job({args}, np.int64(job))"]) + "\n"
+
+
+def run_time_sizes(node, *values: int) -> tuple[str, dict[str, np.ndarray]]:
+    """The argument name and packed data of a shape-generic kernel's int64 sizes array."""
+    name = f"{node.outputs[0].name}.sizes"
+    return name, {name: np.array(values, np.int64)}

@@ -13,6 +13,8 @@ from .common import (
     collapse,
     lit,
     nested_loops,
+    run_time_loops,
+    run_time_sizes,
     strides,
 )
 
@@ -28,28 +30,37 @@ def KERNEL(x, y):
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), f"{node.op}, flat loop", parallel=par)
 
 
-def binary(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+def broadcast_kernel(node: Node, ins: list[TensorType], outs: list[TensorType], params: list[str],
+                     reads: list[str], body: list[str], what: str) -> KernelSource:
+    """Loops over the collapsed output shape, input k read at index `reads[k]`. Shape-generic
+    where it can be (the sizes in a run-time array, the strides derived from them: one kernel per
+    broadcast pattern), else literal."""
     out = outs[0]
-    sa = broadcast_strides(ins[0].shape, out.shape)
-    sb = broadcast_strides(ins[1].shape, out.shape)
-    shape, (so, sa, sb) = collapse(out.shape, strides(out.shape), sa, sb)
+    sts = [broadcast_strides(t.shape, out.shape) for t in ins]
+    shape, (so, *sts) = collapse(out.shape, strides(out.shape), *sts)
     par = out.numel >= PARALLEL_MIN
-    body = ["va = a[ia]", "vb = b[ib]", f"y[io] = {binary_expr(node.op, out.dtype)}"]
-    loops = nested_loops(shape, {"io": so, "ia": sa, "ib": sb}, body, par)
-    body = "def KERNEL(a, b, y):\n" + "\n".join(loops) + "\n"
-    return KernelSource(body, (node.inputs[0], node.inputs[1], node.outputs[0].name),
-                        f"{node.op}, broadcast over {list(shape)}", parallel=par)
+    index = {"io": so, **dict(zip(reads, sts, strict=True))}
+    loops = run_time_loops(shape, index, body, par)
+    args = (*node.inputs, node.outputs[0].name)
+    if loops is None:
+        loops = nested_loops(shape, index, body, par)
+        src = f"def KERNEL({', '.join(params)}, y):\n" + "\n".join(loops) + "\n"
+        return KernelSource(src, args, f"{what}, broadcast over {list(shape)}", parallel=par)
+    sizes, packed = run_time_sizes(node, *shape)
+    src = f"def KERNEL({', '.join(params)}, sizes, y):\n" + "\n".join(loops) + "\n"
+    pattern = "".join("".join("1" if s[k] else "0" for s in sts) + " " for k in range(len(shape))).strip()
+    return KernelSource(src, (*args[:-1], sizes, args[-1]), f"{what}, rank-{len(shape)} broadcast (operand "
+                        f"masks {pattern}), sizes at run time", parallel=par, packed=packed)
+
+
+def binary(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    body = ["va = a[ia]", "vb = b[ib]", f"y[io] = {binary_expr(node.op, outs[0].dtype)}"]
+    return broadcast_kernel(node, ins, outs, ["a", "b"], ["ia", "ib"], body, node.op)
 
 
 def where(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
-    out = outs[0]
-    sts = [broadcast_strides(t.shape, out.shape) for t in ins]
-    shape, (so, sc, sa, sb) = collapse(out.shape, strides(out.shape), *sts)
-    par = out.numel >= PARALLEL_MIN
-    loops = nested_loops(shape, {"io": so, "ic": sc, "ia": sa, "ib": sb},
-                         ["y[io] = a[ia] if c[ic] else b[ib]"], par)
-    return KernelSource("def KERNEL(c, a, b, y):\n" + "\n".join(loops) + "\n", (*node.inputs, node.outputs[0].name),
-                        f"where, broadcast over {list(shape)}", parallel=par)
+    return broadcast_kernel(node, ins, outs, ["c", "a", "b"], ["ic", "ia", "ib"],
+                            ["y[io] = a[ia] if c[ic] else b[ib]"], "where")
 
 
 def cast(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
@@ -90,18 +101,15 @@ def fused_elementwise(node: Node, ins: list[TensorType], outs: list[TensorType])
     if out.layout:
         index = {i: ("i" if ins[i].rank == 4 else "0") for i in range(1, k)}
         body_lines = ["v = x[i]", *chain_lines(node, out, index), "y[i] = v"]
-        loops = [f"    for i in {'prange' if par else 'range'}({out.numel}):", *("        " + s for s in body_lines)]
-        how = "flat loop"
-    else:
-        sts = [broadcast_strides(t.shape, out.shape) for t in ins[1:]]
-        shape, (so, *sts) = collapse(out.shape, strides(out.shape), *sts)
-        index = {i: f"i_{i}" for i in range(1, k)}
-        body_lines = ["v = x[io]", *chain_lines(node, out, index), "y[io] = v"]
-        loops = nested_loops(shape, {"io": so, **{f"i_{i}": st for i, st in enumerate(sts, 1)}}, body_lines, par)
-        how = f"broadcast over {list(shape)}"
-    body = f"def KERNEL({', '.join(params)}):\n" + "\n".join(loops) + "\n"
-    return KernelSource(body, (*node.inputs, node.outputs[0].name), f"fused {node.attrs['steps']}, {how}",
-                        parallel=par)
+        loops = [f"    for i in {'prange' if par else 'range'}(y.size):", *("        " + s for s in body_lines)]
+        body = f"def KERNEL({', '.join(params)}):\n" + "\n".join(loops) + "\n"
+        return KernelSource(body, (*node.inputs, node.outputs[0].name),
+                            f"fused {node.attrs['steps']}, flat loop", parallel=par)
+    index = {i: f"i_{i}" for i in range(1, k)}
+    body_lines = ["v = x[io]", *chain_lines(node, out, index), "y[io] = v"]
+    # x (operand 0) has the output's shape: it is read at the output's index
+    return broadcast_kernel(node, ins[1:], outs, params[:-1], [f"i_{i}" for i in range(1, k)], body_lines,
+                            f"fused {node.attrs['steps']}")
 
 
 TEMPLATES["fused_elementwise"] = fused_elementwise

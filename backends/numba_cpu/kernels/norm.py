@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from ....ir import Node, TensorType
-from .common import PARALLEL_MIN, KernelSource, lit, plain_only
+from .common import PARALLEL_MIN, KernelSource, lit, plain_only, run_time_sizes
 
 BLOCK = 64  # columns per block when the softmax axis is not the innermost
 
@@ -38,17 +38,20 @@ def batch_norm(node: Node, ins: list[TensorType], outs: list[TensorType]) -> Ker
     hw = x.numel // (n * c) if n * c else 0
     par = x.numel >= PARALLEL_MIN
     eps = lit(node.attrs["epsilon"], "f64")
+    sizes, packed = run_time_sizes(node, n * c, hw)
     body = f"""\
-def KERNEL(x, scale, bias, mean, var, y):
-    for p in {_loop(par)}({n * c}):
-        ch = p % {c}
+def KERNEL(x, scale, bias, mean, var, sizes, y):
+    c = scale.size
+    hw = sizes[1]
+    for p in {_loop(par)}(sizes[0]):
+        ch = p % c
         inv = np.float64(scale[ch]) / math.sqrt(np.float64(var[ch]) + {eps})
         shift = np.float64(bias[ch]) - np.float64(mean[ch]) * inv
-        for i in range(p * {hw}, (p + 1) * {hw}):
+        for i in range(p * hw, (p + 1) * hw):
             y[i] = x[i] * inv + shift
 """
-    note = f"batch_norm over {n * c} planes of {hw}, float64 per-channel affine"
-    return KernelSource(body, (*node.inputs, node.outputs[0].name), note, parallel=par)
+    note = "batch_norm over (image, channel) planes, float64 per-channel affine, sizes at run time"
+    return KernelSource(body, (*node.inputs, sizes, node.outputs[0].name), note, parallel=par, packed=packed)
 
 
 def _lrn_consts(a) -> dict:

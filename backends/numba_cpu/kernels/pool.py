@@ -93,25 +93,25 @@ def _indent(lines: list[str], n: int) -> str:
 
 
 def _global(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    """Shape-generic: y.size planes of x.size / y.size elements."""
     x = ins[0]
-    planes = x.shape[0] * x.shape[1]
-    size = x.numel // planes if planes else 0
     par = x.numel >= PARALLEL_MIN
     if node.op == "global_avgpool":
-        init, start, update, final = "0.0", 0, ["acc += x[b + i]"], f"acc / {size}"
+        init, start, update, final = "0.0", 0, ["acc += x[b + i]"], "acc / size"
     else:
         init, start, final = "x[b]", 1, "acc"
         update = ["v = x[b + i]", *_max_update(x.dtype)]
     body = f"""\
 def KERNEL(x, y):
-    for p in {'prange' if par else 'range'}({planes}):
-        b = p * {size}
+    size = x.size // y.size if y.size else 0
+    for p in {'prange' if par else 'range'}(y.size):
+        b = p * size
         acc = {init}
-        for i in range({start}, {size}):
+        for i in range({start}, size):
 {_indent(update, 12)}
         y[p] = {final}
 """
-    note = f"{node.op} over {planes} planes of {size}"
+    note = f"{node.op} over (image, channel) planes, sizes at run time"
     return KernelSource(body, (node.inputs[0], node.outputs[0].name), note, parallel=par)
 
 

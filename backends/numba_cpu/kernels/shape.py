@@ -17,7 +17,7 @@ import math
 from ....ir import Node, TensorType
 from ....ir.types import FLOAT_DTYPES
 from ...templating import view_strides
-from .common import NP_NAMES, KernelSource, collapse, lit, nested_loops, plain_only, strides
+from .common import NP_NAMES, KernelSource, collapse, lit, nested_loops, plain_only, run_time_sizes, strides
 
 # Data movement gains from a second thread only on big tensors: measured here (2 cores, OpenMP
 # workers waiting passively), waking the pool costs ~20-40 us, and a contiguous f32 copy ran
@@ -47,23 +47,25 @@ def affine(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelS
 
 
 def concat(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    """Shape-generic: y viewed as [outer, row] around the axis, input k filling columns of
+    width w_k after the widths before it; outer, row and the widths come at run time, so the
+    concats of one arity (and dtype) share a kernel."""
     y = outs[0]
     axis = node.attrs["axis"] % y.rank
     outer, inner = math.prod(y.shape[:axis]), math.prod(y.shape[axis + 1:])
     row = y.shape[axis] * inner
     par = y.numel >= COPY_PARALLEL_MIN
     names = [f"x{i}" for i in range(len(ins))]
-    lines = [f"    for o in {_loop(par and outer > 1)}({outer}):"]
-    offset = 0
-    for name, t in zip(names, ins, strict=True):
-        width = t.shape[axis] * inner
-        if width:
-            lines += [f"        for i in {_loop(par and outer == 1)}({width}):",
-                      f"            y[o * {row} + {_plus('i', offset)}] = {name}[o * {width} + i]"]
-        offset += width
-    body = f"def KERNEL({', '.join(names)}, y):\n" + "\n".join(lines) + "\n"
-    note = f"concat {len(ins)} inputs on axis {axis}: {outer} rows of {row}"
-    return KernelSource(body, (*node.inputs, node.outputs[0].name), note, parallel=par)
+    sizes, packed = run_time_sizes(node, outer, row, *(t.shape[axis] * inner for t in ins))
+    lines = ["    row = sizes[1]", f"    for o in {_loop(par and outer > 1)}(sizes[0]):", "        off = 0"]
+    for k, name in enumerate(names):
+        lines += [f"        w = sizes[{k + 2}]",
+                  f"        for i in {_loop(par and outer == 1)}(w):",
+                  f"            y[o * row + off + i] = {name}[o * w + i]",
+                  "        off += w"]
+    body = f"def KERNEL({', '.join(names)}, sizes, y):\n" + "\n".join(lines[:-1]) + "\n"
+    note = f"concat of {len(ins)} inputs, sizes at run time"
+    return KernelSource(body, (*node.inputs, sizes, node.outputs[0].name), note, parallel=par, packed=packed)
 
 
 def _pad_axes(x: TensorType, pads) -> list[list[int]]:
