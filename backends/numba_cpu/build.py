@@ -69,7 +69,10 @@ def _compile_all(names: list[str], workers: int) -> None:
             if CPUS else ""
         env = {**os.environ, "OMP_PROC_BIND": "false"}
         for chunk in (todo[i::workers] for i in range(workers)):
-            code = unpin + f"import sys; sys.path.insert(0, {path!r})\n" + "".join(f"import {n}\n" for n in chunk)
+            # through codegen.load: the entry locks, checksums and healing hold in the workers too
+            code = unpin + f"import sys; sys.path.insert(0, {path!r})\nfrom pathlib import Path\n" + \
+                f"from kiln.backends.numba_cpu import codegen\ncodegen.FOLDER = Path({path!r})\n" + \
+                "".join(f"codegen.load({n!r})\n" for n in chunk)
             procs.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE, text=True, env=env))
         for proc in procs:

@@ -8,12 +8,16 @@ compiles it once and later processes load the machine code from numba's cache be
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import importlib
+import json
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import llvmlite
@@ -74,9 +78,34 @@ def cache_tag() -> str:
         f"{sys.version_info[1]}-{_library_digest()}"
 
 
+class CacheWarning(UserWarning):
+    """A kernel-cache entry or folder kiln could not use; it worked around it and says how."""
+
+
+@functools.cache
+def _fallback(root: str, why: str) -> Path:
+    """A temporary cache for this process, when the configured one cannot be written (warned once)."""
+    tmp = Path(tempfile.mkdtemp(prefix="kiln-cache-"))
+    warnings.warn(f"the kernel cache folder {root} is unusable ({why}); this process caches its kernels in "
+                  f"{tmp} instead, which is not kept. Set KILN_CACHE_DIR to a writable folder.", CacheWarning,
+                  stacklevel=3)
+    return tmp
+
+
+FOLDER: Path | None = None  # set in compile workers: the folder their parent chose
+
+
 def cache_dir() -> Path:
+    if FOLDER is not None:
+        return FOLDER
     path = cache_root() / cache_tag()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError("not writable")
+    except OSError as e:
+        path = _fallback(str(cache_root()), f"{type(e).__name__}: {e.strerror or e}") / cache_tag()
+        path.mkdir(parents=True, exist_ok=True)
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
     return path
@@ -135,8 +164,92 @@ def is_compiled(name: str) -> bool:
     return any(pycache.glob(f"{name}.*.nbi"))
 
 
+# -- self-healing: every entry's machine code checked against the checksum taken when it loaded first
+SUM_SUFFIX = ".kiln-sha256"
+
+
+def _entry_files(name: str) -> list[Path]:
+    """numba's index and machine code for module `name`."""
+    pycache = cache_dir() / "__pycache__"
+    return sorted([*pycache.glob(f"{name}.*.nbi"), *pycache.glob(f"{name}.*.nbc")])
+
+
+def _digest(files: list[Path]) -> dict[str, str]:
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def _checksum_ok(name: str) -> bool:
+    """False when the entry's files differ from the checksum recorded for them."""
+    recorded = cache_dir() / "__pycache__" / f"{name}{SUM_SUFFIX}"
+    try:
+        want = json.loads(recorded.read_text())
+    except FileNotFoundError:
+        return True  # not recorded yet: recorded once it loads
+    except (OSError, ValueError):
+        return False
+    try:
+        return want == _digest(_entry_files(name))
+    except OSError:
+        return False
+
+
+def _record(name: str) -> None:
+    recorded = cache_dir() / "__pycache__" / f"{name}{SUM_SUFFIX}"
+    files = _entry_files(name)
+    if recorded.exists() or not files:
+        return
+    with contextlib.suppress(OSError):
+        _write(recorded, json.dumps(_digest(files)))
+
+
+def _heal(name: str, why: str) -> None:
+    """Delete a bad entry (machine code, index, bytecode, checksum) so that it is built again."""
+    pycache = cache_dir() / "__pycache__"
+    warnings.warn(f"kernel cache entry {name} in {pycache} was unusable ({why}); deleted, rebuilding it",
+                  CacheWarning, stacklevel=3)
+    for f in pycache.glob(f"{name}.*"):
+        if f.suffix != ".lock":  # the lock stays: another process may be waiting on it
+            with contextlib.suppress(OSError):
+                f.unlink()
+    sys.modules.pop(name, None)
+    importlib.invalidate_caches()
+
+
+@contextlib.contextmanager
+def _entry_lock(name: str):
+    """One process at a time builds, checks or records an entry (processes sharing a cache would
+    otherwise each write their own, not byte-identical, machine code over the others')."""
+    pycache = cache_dir() / "__pycache__"
+    pycache.mkdir(exist_ok=True)
+    with open(pycache / f"{name}.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def load(name: str):
-    return importlib.import_module(name)
+    """Import (and so compile, or load from numba's cache) kernel module `name`, healing a cache
+    entry that fails its checksum or cannot be read."""
+    if name in sys.modules:
+        return sys.modules[name]
+    with _entry_lock(name):
+        return _load_locked(name)
+
+
+def _load_locked(name: str):
+    if not _checksum_ok(name):
+        _heal(name, "its machine code does not match the checksum recorded when it was built")
+    try:
+        module = importlib.import_module(name)
+    except numba.core.errors.NumbaError:
+        raise  # the kernel's own source does not compile: not the cache's doing
+    except Exception as e:  # noqa: BLE001 - a truncated or garbled entry fails in pickle, marshal or numba
+        _heal(name, f"{type(e).__name__}: {e}")
+        module = importlib.import_module(name)
+    _record(name)
+    return module
 
 
 # -- the driver: the whole launch list in one compiled function -------------------------------------
