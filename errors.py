@@ -11,10 +11,11 @@ from .ir.errors import (
     ModelError,
     ParseError,
     PassError,
+    ResourceError,
     ShapeError,
     UnsupportedError,
     VerifyError,
 )
 
-__all__ = ["ConcurrencyError", "IRError", "InputError", "KilnError", "ModelError", "ParseError", "PassError", "ShapeError",
+__all__ = ["ConcurrencyError", "IRError", "InputError", "KilnError", "ModelError", "ParseError", "PassError", "ResourceError", "ShapeError",
            "UnsupportedError", "VerifyError"]

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..ir import Graph, Node, TensorType, get_op
 from ..ir.errors import UnsupportedError
-from ..ir.types import dtype_of
+from ..ir.limits import check_bytes
+from ..ir.types import DTYPES, dtype_of
 from ..ir.verify import node_label
 
 ALIAS_OPS = frozenset({"reshape", "flatten", "identity", "dropout"})
@@ -190,6 +191,8 @@ def lower(g: Graph, templates: Mapping[str, Template], target: str) -> Program:
     for sname, (dt, numel) in scratch_sizes.items():
         slots[sname] = Slot(dt, sizes.get(dt, 0), numel)
         sizes[dt] = sizes.get(dt, 0) + max(numel, 1)
+    for dt, numel in sizes.items():  # before the runner allocates them
+        check_bytes(numel * np.dtype(DTYPES[dt]).itemsize, f"the {target} target's {dt} activation arena")
     written = {v.name for n in g.nodes for v in n.outputs if v.name not in aliases}
     external = [v.name for v in g.inputs] + [o for o in dict.fromkeys(g.outputs) if o in written]
     return Program(g, kernels, launches, slots, sizes, params, external)

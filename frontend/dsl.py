@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..ir import Graph, IRError, Node, Param, TensorType, Value, infer_types, normalize_attrs, verify
+from ..ir.errors import ResourceError
 from ..ir.graph import fresh_name
 from ..ir.types import dtype_of
 
@@ -130,7 +131,8 @@ class Builder:
         except IRError as e:
             where = f" at {node_name!r}" if node_name else ""
             ins = ", ".join(f"%{t.name}:{t.type}" for t in inputs)
-            raise IRError(f"graph {self.name!r}: {op}{where} ({ins}): {e}") from None
+            kind = ResourceError if isinstance(e, ResourceError) else IRError
+            raise kind(f"graph {self.name!r}: {op}{where} ({ins}): {e}") from None
         base = node_name or op
         outs = tuple(Value(self._fresh(base if i == 0 else f"{base}.{i}"), t) for i, t in enumerate(types))
         self._nodes.append(Node(op, tuple(t.name for t in inputs), outs, canon, node_name))

@@ -28,6 +28,11 @@ class ShapeError(IRError):
     """An op's inputs do not fit its shape/dtype rules."""
 
 
+class ResourceError(IRError):
+    """A value (or an arena) would be bigger than kiln allows (KILN_MAX_BYTES): said before
+    anything is allocated, naming the node, the shape and the bytes."""
+
+
 class UnsupportedError(KilnError):
     """A target, mode, op or model feature kiln does not support; the message lists what is."""
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import IRError, ShapeError
+from .limits import check_type
 from .types import TensorType
 
 REQUIRED = object()  # marks an attribute without a default
@@ -187,6 +188,8 @@ def infer_types(op_name: str, types: Sequence[TensorType], attrs: Mapping[str, A
     if op.layout_policy == "same" and types and types[0].layout:
         out = [t.with_layout(types[0].layout) for t in out]
     check_layouts(op, types, out)
+    for t in out:
+        check_type(t, f"{op_name}'s output")
     return list(out)
 
 

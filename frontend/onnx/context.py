@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ...ir import IRError, Node, Param, TensorType, Value, infer_types, normalize_attrs
+from ...ir.errors import ResourceError
 from ...ir.graph import fresh_name
 from ...ir.types import dtype_of
 
@@ -93,6 +94,8 @@ class ImportContext:
         try:
             canon = normalize_attrs(op, attrs)
             types = infer_types(op, [self.type(i) for i in ins], canon)
+        except ResourceError:
+            raise
         except IRError as e:
             raise ConvertError(f"as kiln {op}: {e}") from None
         if len(types) != len(outs):

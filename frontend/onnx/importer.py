@@ -27,7 +27,8 @@ import onnx.version_converter
 from onnx import helper, numpy_helper
 
 from ...ir import Graph, IRError, TensorType, Value, verify
-from ...ir.errors import ModelError, UnsupportedError
+from ...ir.errors import ModelError, ResourceError, UnsupportedError
+from ...ir.limits import check_bytes, check_type
 from ...ir.types import DTYPES, dtype_of
 from . import functions, ops_math, ops_nn, ops_reduce, ops_shape  # noqa: F401  (register the converters)
 from .context import ConvertError, ImportContext, NeedsConstant
@@ -155,9 +156,33 @@ def _input_shape(vi: onnx.ValueInfoProto, batch: int, override: Sequence[int] | 
     return tuple(dims)
 
 
+def _predicted_bytes(node: onnx.NodeProto, view: NodeView, known: dict) -> int:
+    """The output size of a folding node that makes a tensor bigger than its inputs (from a
+    shape or repeats input), before it is evaluated; 0 where it cannot grow much."""
+    ins = [known[i] if i else None for i in view.inputs]
+    try:
+        if node.op_type == "ConstantOfShape":
+            value = view.attrs.get("value")
+            itemsize = numpy_helper.to_array(value).dtype.itemsize if value is not None else 4
+            return int(np.prod([int(d) for d in np.asarray(ins[0]).reshape(-1)], dtype=object)) * itemsize
+        if node.op_type == "Expand":
+            shape = np.broadcast_shapes(ins[0].shape, tuple(int(d) for d in np.asarray(ins[1]).reshape(-1)))
+            return int(np.prod(shape, dtype=object)) * ins[0].dtype.itemsize
+        if node.op_type == "Tile":
+            return ins[0].nbytes * int(np.prod([int(r) for r in np.asarray(ins[1]).reshape(-1)], dtype=object))
+        if node.op_type == "Range":
+            start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in ins[:3])
+            return max(int(np.ceil((limit - start) / delta)), 0) * ins[0].dtype.itemsize if delta else 0
+    except (ValueError, TypeError, IndexError, OverflowError, AttributeError):
+        return 0  # the evaluator reports the inconsistency
+    return 0
+
+
 def _fold(ctx: ImportContext, node: onnx.NodeProto, view: NodeView) -> None:
     """Evaluate a node whose inputs are all known, with onnx's reference evaluator, at the
-    model's opset (wrapped in a one-node model: a bare node would run at the newest opset)."""
+    model's opset (wrapped in a one-node model: a bare node would run at the newest opset).
+    An output over the size limit is refused before it is computed (limits.py)."""
+    check_bytes(_predicted_bytes(node, view, ctx.known), f"{node.op_type}'s folded output")
     feeds = {i: ctx.known[i] for i in view.inputs if i}
     ins = [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
            for i, v in feeds.items()]
@@ -169,6 +194,7 @@ def _fold(ctx: ImportContext, node: onnx.NodeProto, view: NodeView) -> None:
     except Exception as e:  # noqa: BLE001
         raise ConvertError(f"could not evaluate it on its constant inputs: {type(e).__name__}: {e}") from None
     for name, r in zip([o for o in node.output if o], results, strict=True):
+        check_bytes(np.asarray(r).nbytes, f"{node.op_type}'s folded output %{name}")
         ctx.set_known(name, np.asarray(r))
 
 
@@ -283,6 +309,7 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
         try:
             t = TensorType(_ir_dtype(vi.type.tensor_type.elem_type, f"input %{vi.name}"),
                            _input_shape(vi, batch, shapes.pop(vi.name, None)))
+            check_type(t, f"graph input %{vi.name}")
         except (ConvertError, IRError) as e:
             errors.append(f"graph input {vi.name}: {e}")
             continue
@@ -311,6 +338,8 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
             inherited = set().union(*(origins.get(i, set()) for i in node.input if i))
             origins.update((o, inherited) for o in node.output if o and o not in ctx.known)
         except (ConvertError, IRError) as e:
+            if isinstance(e, ResourceError):  # refused before anything is allocated: say so at once
+                raise ResourceError(f"node {ctx.node_name!r} (op {node.op_type}): {e}") from None
             if isinstance(e, NeedsConstant):  # the graph inputs it is computed from could be constants
                 needs.extend(sorted(origins.get(e.name, set()) - set(needs)))
             errors.append(f"node {ctx.node_name!r} (op {node.op_type}, domain {node.domain or 'ai.onnx'!r}, "
