@@ -42,13 +42,14 @@ SLOW_ON_CPU = {"densenet121": "about 60 distinct kernels and ~900 launches compi
                               "shape-generic kernels (the next issue) are to bring it under 30 s"}
 
 
-def _export(folder: Path, size: int, names) -> Path:
-    if MISSING:
+def _export(folder: Path, size: int | None, names, needs_torch: bool = True) -> Path:
+    """bench/corpus.py export in its own process (the models not there yet); `size` None: each
+    model's own (the light models' fixed 224x224)."""
+    if needs_torch and MISSING:
         pytest.skip(f"exporting the corpus needs {' and '.join(MISSING)} (the test extra installs them)")
-    done = [n for n in names if (folder / f"{n}.npz").exists()]
-    todo = [n for n in names if n not in done]
+    todo = [n for n in names if not (folder / f"{n}.npz").exists()]
     if todo:
-        run = subprocess.run([sys.executable, str(SCRIPT), "export", str(folder), "--size", str(size),
+        run = subprocess.run([sys.executable, str(SCRIPT), "export", str(folder), *(["--size", str(size)] if size else []),
                               "--models", ",".join(todo)], capture_output=True, text=True, timeout=1800, check=False)
         assert run.returncode == 0, f"corpus export failed:\n{run.stdout}\n{run.stderr[-4000:]}"
     return folder
@@ -75,11 +76,7 @@ LIGHT_ON_CPU: set[str] = set()
 @pytest.fixture(scope="session")
 def light(tmp_path_factory) -> Path:
     """The light models with random weights and onnxruntime's outputs (an onnxruntime-only export)."""
-    folder = tmp_path_factory.mktemp("light")
-    run = subprocess.run([sys.executable, str(SCRIPT), "export", str(folder), "--models", ",".join(LIGHT)],
-                         capture_output=True, text=True, timeout=1800, check=False)
-    assert run.returncode == 0, f"light model export failed:\n{run.stdout}\n{run.stderr[-4000:]}"
-    return folder
+    return _export(tmp_path_factory.mktemp("light"), None, LIGHT, needs_torch=False)
 
 
 @pytest.mark.parametrize("target", ["reference", "cpu"])

@@ -174,15 +174,18 @@ def _entry_files(name: str) -> list[Path]:
     return sorted([*pycache.glob(f"{name}.*.nbi"), *pycache.glob(f"{name}.*.nbc")])
 
 
+def _sum_path(name: str) -> Path:
+    return cache_dir() / "__pycache__" / f"{name}{SUM_SUFFIX}"
+
+
 def _digest(files: list[Path]) -> dict[str, str]:
     return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
 
 def _checksum_ok(name: str) -> bool:
     """False when the entry's files differ from the checksum recorded for them."""
-    recorded = cache_dir() / "__pycache__" / f"{name}{SUM_SUFFIX}"
     try:
-        want = json.loads(recorded.read_text())
+        want = json.loads(_sum_path(name).read_text())
     except FileNotFoundError:
         return True  # not recorded yet: recorded once it loads
     except (OSError, ValueError):
@@ -194,7 +197,7 @@ def _checksum_ok(name: str) -> bool:
 
 
 def _record(name: str) -> None:
-    recorded = cache_dir() / "__pycache__" / f"{name}{SUM_SUFFIX}"
+    recorded = _sum_path(name)
     files = _entry_files(name)
     if recorded.exists() or not files:
         return
