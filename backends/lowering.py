@@ -54,7 +54,7 @@ class Kernel:
     fastmath: bool
     note: str
     nodes: tuple[str, ...]  # the nodes launching it
-    jobs: int = 0  # > 0: a job kernel (KernelSource.jobs)
+    jobs: bool = False  # a job kernel (KernelSource.jobs > 0); each launch says how many jobs it runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,7 @@ class Launch:
     node: str  # IR node label, for tracing and profiles
     flops: int
     grid: tuple = ()  # GPU targets: (blocks, threads per block)
+    jobs: int = 0  # a job kernel's job count for this launch (layers sharing the kernel differ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,16 +179,16 @@ def lower(g: Graph, templates: Mapping[str, Template], target: str) -> Program:
         args = (*src.args, *scratch)
         dtypes = tuple(dtype_of(params[a]) if a in params else
                        scratch_sizes[a][0] if a in scratch_sizes else types[a].type.dtype for a in args)
-        name = kernel_name(op, src.body, dtypes, (src.parallel, src.fastmath, src.jobs))
+        name = kernel_name(op, src.body, dtypes, (src.parallel, src.fastmath, src.jobs > 0))
         label = node_label(n)
         if name in kernels:
             k = kernels[name]
             kernels[name] = replace(k, nodes=(*k.nodes, label))
         else:
             kernels[name] = Kernel(name, src.body.replace("KERNEL", name), dtypes, src.parallel,
-                                   src.fastmath, src.note, (label,), src.jobs)
+                                   src.fastmath, src.note, (label,), src.jobs > 0)
         cost = get_op(n.op).cost(in_types, [v.type for v in n.outputs], n.attrs)
-        launches.append(Launch(name, args, label, cost.flops, src.grid))
+        launches.append(Launch(name, args, label, cost.flops, src.grid, src.jobs))
     for sname, (dt, numel) in scratch_sizes.items():
         slots[sname] = Slot(dt, sizes.get(dt, 0), numel)
         sizes[dt] = sizes.get(dt, 0) + max(numel, 1)

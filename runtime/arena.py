@@ -175,7 +175,7 @@ class ArenaRunner:
                 fn, args = self.c.kernels[launch.kernel], [ws.view(a) for a in launch.args]
                 k = self.c.program.kernels[launch.kernel]
                 if k.jobs:
-                    fn, args = (launch_parallel if k.parallel else launch_serial), (fn.address, argv_for(args), k.jobs)
+                    fn, args = (launch_parallel if k.parallel else launch_serial), (fn.address, argv_for(args), launch.jobs)
                 best = float("inf")
                 for _ in range(repeat):
                     t0 = time.perf_counter()

@@ -70,7 +70,7 @@ def test_winograd_conv_matches_reference(cin, cout, pads, hw, residual):
     note = next(n for n in notes(exe) if n.startswith("winograd"))
     assert ("residual" in note) == residual, note
     if cin == 256:
-        assert "chunks of 2" in note, note
+        assert "input blocks in chunks" in note, note
 
 
 def test_chunked_flat_1x1_conv_with_fused_residual():
@@ -82,7 +82,7 @@ def test_chunked_flat_1x1_conv_with_fused_residual():
     y = b.relu(b.add(b.conv2d(h, 1024, kernel=1, name="last"), h))
     exe = check_cpu(b.build(b.sigmoid(y)))
     note = next(n for n in notes(exe) if "residual" in n)
-    assert "rows of 49" in note and "chunks of 32" in note, note
+    assert "pixels as rows" in note and "input blocks in chunks" in note, note
 
 
 @pytest.mark.parametrize("hw, want", [(49, 49), (3136, 196), (784, 196), (96, 48), (35, 35), (97, 97)])
@@ -320,7 +320,7 @@ def test_in_place_elementwise_is_safe():
     assert slots["tanh"].offset != slots["sigmoid"].offset
 
 
-@pytest.mark.parametrize("cin", [64, 1024])  # the last conv's weights in one piece; in chunks of 32
+@pytest.mark.parametrize("cin", [64, 1024])  # the last conv's weights in one piece; in chunks (of 32 blocks)
 def test_blocked_conv_writes_over_its_residual(cin):
     """A bottleneck's last conv takes the bytes of the skip tensor it adds, which dies there;
     the residual is read before the output is first written, with or without input chunks.
@@ -340,7 +340,7 @@ def test_blocked_conv_writes_over_its_residual(cin):
     assert again.inputs[0] == again.inputs[3] == last.outputs[0].name
     assert slots[again.outputs[0].name].offset != slots[last.outputs[0].name].offset
     first = next(n for n in notes(exe) if "residual" in n)
-    assert ("chunks of 32" in first) == (cin == 1024), first
+    assert ("input blocks in chunks" in first) == (cin == 1024), first
 
 
 def test_known_failure_modes_of_other_compilers():
@@ -435,3 +435,31 @@ def test_job_kernels_run_through_the_shared_launcher():
         np.testing.assert_allclose(got, kiln.interpret(g, f)[0], rtol=RTOL, atol=ATOL)
         outs.append(got)
     assert not np.shares_memory(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("skip", [(), ("winograd_convs",)])
+def test_shape_generic_kernels_shared_across_layer_sizes(skip):
+    """Blocked convs (1x1 over flat rows, 3x3 direct and Winograd, depthwise with a residual)
+    and pools at two image sizes whose widths leave a masked last strip (15x19, then 7x9): the
+    layers of one kind and algorithm share a kernel, and every output matches the reference."""
+    b = kiln.Builder("generic", seed=7)
+    h = b.input("input", (2, 32, 15, 19))  # rows of 19, then 9: strips of 5 and a masked one
+    for k in range(2):  # same geometry, different input channels (32, then 64)
+        h = b.relu(b.conv2d(h, 64, kernel=1, name=f"pw{k}"))
+    outs = []
+    for size in range(2):
+        d = b.relu(b.add(b.conv2d(h, 64, kernel=3, pads=1, groups=64, name=f"dw{size}"), h))
+        h = b.relu(b.conv2d(d, 64, kernel=3, pads=1, name=f"c3_{size}"))
+        h = b.relu(b.conv2d(h, 64, kernel=1, name=f"pw_after{size}"))
+        outs.append(b.global_avgpool(h))
+        h = b.maxpool2d(h, 2, stride=2, name=f"pool{size}")
+    exe = check_cpu(b.build(*outs, b.global_avgpool(h)), skip=skip)
+    p = exe.compiled.program
+    for prefix in ("dw", "c3_", "pw_after", "pool"):  # one layer at each size
+        kinds: dict[str, set[str]] = {}
+        for k in p.kernels.values():
+            if any(f"{prefix}0" in n or f"{prefix}1" in n for n in k.nodes):
+                kinds.setdefault(k.note.split(",")[0], set()).add(k.name)
+        assert kinds and all(len(names) == 1 for names in kinds.values()), (prefix, kinds)
+    if skip:
+        assert not any(k.note.startswith("winograd") for k in p.kernels.values())

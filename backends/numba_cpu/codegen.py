@@ -138,7 +138,7 @@ def _job_kernel_source(k: Kernel) -> str:
     callback += [f"    {a} = carray(address_as_voidptr(argv[{2 * i}]), (argv[{2 * i + 1}],), {NP_NAMES[d]})"
                  for i, (a, d) in enumerate(zip(names, k.arg_dtypes, strict=True))]
     callback.append(f"    {k.name}_job({', '.join(names)}, job)")
-    jobs = f"{k.jobs} jobs, {'in parallel' if k.parallel else 'serially'}"
+    jobs = f"jobs run {'in parallel' if k.parallel else 'serially'}"
     return f"# kiln kernel: {k.note}\n# {jobs} through the shared launcher\n{HEADER}\n\n{body}\n\n\n" + \
         "\n".join(callback) + "\n"
 
@@ -323,7 +323,7 @@ def driver_source(p: Program, param_slots: dict[str, Slot], name: str, launches=
         if k.jobs:
             launcher = "launch_parallel" if k.parallel else "launch_serial"
             i = row[id(launch)]
-            lines.append(f"    {launcher}(job_fns[{i}], job_argv[{i}], {k.jobs})  # {launch.node}: {launch.kernel}")
+            lines.append(f"    {launcher}(job_fns[{i}], job_argv[{i}], {launch.jobs})  # {launch.node}: {launch.kernel}")
         else:
             lines.append(f"    {launch.kernel}({', '.join(ref(a) for a in launch.args)})  # {launch.node}")
     if not launches:

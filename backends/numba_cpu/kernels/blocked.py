@@ -46,8 +46,11 @@ def _window_plan(node: Node, ins, outs) -> dict:
 
 def pool_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
     """Max or average pooling, 16 channels per vector. The average's divisor counts the window's
-    cells inside the input, plus the explicit padding when count_include_pad."""
+    cells inside the input, plus the explicit padding when count_include_pad. Shape-generic: the
+    heights and widths come at run time (sizes: H, W, OH, OW), the window, strides and pads are
+    literals."""
     p = _window_plan(node, ins, outs)
+    sizes, packed = run_time_sizes(node, p["H"], p["W"], p["OH"], p["OW"])
     is_max = node.op == "maxpool2d"
     init = "vsplat(np.float32(-np.inf))" if is_max else "vzero()"
     step = "acc = vmax(acc, vload(x, xi))" if is_max else "acc = vadd(acc, vload(x, xi))"
@@ -57,8 +60,8 @@ def pool_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> K
     else:
         inc = node.attrs["count_include_pad"]
         # cells counted: real ones, or those inside the explicitly padded extent
-        lo_h, hi_h = (-p["PT"], p["H"] + p["PB"]) if inc else (0, p["H"])
-        lo_w, hi_w = (-p["PL"], p["W"] + p["PR"]) if inc else (0, p["W"])
+        lo_h, hi_h = (-p["PT"], f"H + {p['PB']}") if inc else (0, "H")
+        lo_w, hi_w = (-p["PL"], f"W + {p['PR']}") if inc else (0, "W")
         count = ["cnt = 0",
                  f"for kh in range({p['KH']}):",
                  f"    ih = oh * {p['SH']} + kh * {p['DH']} - {p['PT']}",
@@ -69,35 +72,36 @@ def pool_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> K
         finish = "vstore(y, yo, vmul(acc, vsplat(np.float32(1.0) / np.float32(max(cnt, 1)))))"
     ind = " " * 12
     jobs = p["N"] * p["CB"] * p["OH"]
-    head = [f"        oh = job % {p['OH']}", f"        nb = job // {p['OH']}"]
+    head = ["        H = sizes[0]", "        W = sizes[1]", "        OH = sizes[2]", "        OW = sizes[3]",
+            "        oh = job % OH", "        nb = job // OH"]
     if (p["KH"], p["KW"], p["PT"], p["PL"], p["PB"], p["PR"]) == (1, 1, 0, 0, 0, 0):
         # one cell a window (subsample_strided's copy): a strided vector copy
-        lines = [*head, f"        xo = (nb * {p['H']} + oh * {p['SH']}) * {p['W'] * 16}",
-                 f"        yo = (nb * {p['OH']} + oh) * {p['OW'] * 16}",
-                 f"        for ow in range({p['OW']}):",
+        lines = [*head, f"        xo = (nb * H + oh * {p['SH']}) * W * 16",
+                 "        yo = (nb * OH + oh) * OW * 16",
+                 "        for ow in range(OW):",
                  f"{ind}vstore(y, yo + ow * 16, vload(x, xo + ow * {p['SW'] * 16}))"]
         note = f"{node.op} 1x1/{p['SH']} NCHW16c: a strided copy, 16 channels per vector"
     else:
         lines = [
             *head,
-            f"        for ow in range({p['OW']}):",
+            "        for ow in range(OW):",
             f"{ind}acc = {init}",
             f"{ind}for kh in range({p['KH']}):",
             f"{ind}    ih = oh * {p['SH']} + kh * {p['DH']} - {p['PT']}",
-            f"{ind}    if ih < 0 or ih >= {p['H']}:",
+            f"{ind}    if ih < 0 or ih >= H:",
             f"{ind}        continue",
             f"{ind}    for kw in range({p['KW']}):",
             f"{ind}        iw = ow * {p['SW']} + kw * {p['DW']} - {p['PL']}",
-            f"{ind}        if 0 <= iw < {p['W']}:",
-            f"{ind}            xi = ((nb * {p['H']} + ih) * {p['W']} + iw) * 16",
+            f"{ind}        if 0 <= iw < W:",
+            f"{ind}            xi = ((nb * H + ih) * W + iw) * 16",
             f"{ind}            {step}",
             *[ind + s for s in count],
-            f"{ind}yo = ((nb * {p['OH']} + oh) * {p['OW']} + ow) * 16",
+            f"{ind}yo = ((nb * OH + oh) * OW + ow) * 16",
             f"{ind}{finish}",
         ]
         note = f"{node.op} NCHW16c, 16 channels per vector"
-    return KernelSource(job_function("x, y", lines), (node.inputs[0], node.outputs[0].name), note,
-                        parallel=jobs > 1, jobs=jobs)
+    return KernelSource(job_function("x, sizes, y", lines), (node.inputs[0], sizes, node.outputs[0].name),
+                        note + ", sizes at run time", parallel=jobs > 1, jobs=jobs, packed=packed)
 
 
 def global_pool_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:

@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 from ....ir import Node, TensorType
-from .common import KernelSource, job_function
+from .common import KernelSource, job_function, run_time_sizes
 
 STRIP = {4: 6, 2: 12, 1: 14}  # output blocks per job -> pixels per strip (fits 32 registers)
 CHUNK_BYTES = 128 * 1024  # a job's weights beyond this: input blocks in chunks of up to this many bytes
@@ -89,6 +89,7 @@ def _plan(node: Node, ins, outs) -> dict:
     return dict(N=n, C=c, H=h, W=w, M=m, KH=kh, KW=kw, OH=oh, OW=ow, SH=sh, SW=sw, DH=dh, DW=dw, PT=pt,
                 PL=pl, MB=mb, T=t, R=strip_width(ow, STRIP[t]), BIN=blocked_in, CB=cb, CI=ci, CBK=cbk,
                 RG=rg, NRG=-(-oh // rg), LO=lo, HI=hi, RES=node.attrs["residual"], ACT=node.attrs["act"], FLAT=flat,
+                WHOLE=cbk == cb,
                 ALO=node.attrs["act_min"], AHI=node.attrs["act_max"], ALPHA=node.attrs["act_alpha"])
 
 
@@ -102,23 +103,34 @@ def pack_weights(w: np.ndarray, blocked_in: bool, t: int) -> np.ndarray:
 
 
 def _x_index(p: dict, col: str) -> str:
-    """Flat index of x at (n, cb or channel block, ih, column `col`, ci)."""
+    """Flat index of x at (n, cb or channel block, ih, column `col`, ci); CB, C and H are the
+    kernel's run-time sizes."""
     if p["BIN"]:
-        return f"(((n * {p['CB']} + cb) * {p['H']} + ih) * {p['W']} + {col}) * 16 + ci"
-    return f"((n * {p['C']} + ci) * {p['H']} + ih) * {p['W']} + {col}"
+        return f"(((n * CB + cb) * H + ih) * W + {col}) * 16 + ci"
+    return f"((n * C + ci) * H + ih) * {p['W']} + {col}"
 
 
-def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str]:
-    """Code for `count` output pixels starting at column expression `first`. (Running the
-    row's tail through the full-width body with masked loads and stores compiled a little
-    faster but ran 20% slower on ResNet-50, so the tail gets its own body.)"""
+def _strip(p: dict, first: str, count: int, checked: bool, ind: str, masked: bool = False) -> list[str]:
+    """Code for `count` output pixels starting at column expression `first`. The sizes that vary
+    between layers (C, CB, H, OH, MB, CBK, and W and OW for a blocked input) are run-time names;
+    the window, strides, pads and register tile are literals. `masked`: a row's last strip,
+    whose pixels past OW are computed from zeros or stray inputs and not stored (a row of any
+    width runs in whole strips of R, one body for every width; a tail body per width would
+    tie the kernel to it)."""
     T, out = p["T"], []
+    ow = "OW" if p["BIN"] else p["OW"]
     for t in range(T):
-        out.append(f"{ind}yo{t} = ((n * {p['MB']} + mb + {t}) * {p['OH']} + oh) * {p['OW'] * 16} + ({first}) * 16")
-    whole = p["CBK"] == p["CB"]
+        out.append(f"{ind}yo{t} = ((n * MB + mb + {t}) * OH + oh) * {ow} * 16 + ({first}) * 16")
+    if masked:
+        out += [f"{ind}m{r} = {first} + {r} < OW" for r in range(count)]
+
+    def load(array: str, t: int, r: int) -> str:  # a pixel past the row reads the zero vector
+        return f"vload({array} if m{r} else z, yo{t} + {r * 16} if m{r} else 0)" if masked else \
+            f"vload({array}, yo{t} + {r * 16})"
+    whole = p["WHOLE"]
     # the start: bias, plus the residual, read before this strip's outputs are first written,
     # so the output may take the residual's bytes (reuse_buffers writes it in place)
-    start = [f"a{t}_{r} = " + (f"vadd(bias{t}, vload(r, yo{t} + {r * 16}))" if p["RES"] else f"bias{t}")
+    start = [f"a{t}_{r} = " + (f"vadd(bias{t}, {load('r', t, r)})" if p["RES"] else f"bias{t}")
              for t in range(T) for r in range(count)]
     if whole:  # all input blocks inside the strip: accumulators never leave the registers
         out += [f"{ind}{line}" for line in start]
@@ -126,28 +138,30 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
         out.append(f"{ind}if chunk == 0:")
         out += [f"{ind}    {line}" for line in start]
         out.append(f"{ind}else:")
-        out += [f"{ind}    a{t}_{r} = vload(y, yo{t} + {r * 16})" for t in range(T) for r in range(count)]
-    out.append(f"{ind}for cb in range({'' if whole else 'chunk, chunk + '}{p['CBK']}):")
+        out += [f"{ind}    a{t}_{r} = {load('y', t, r)}" for t in range(T) for r in range(count)]
+    out.append(f"{ind}for cb in range({'CB' if whole else 'chunk, chunk + CBK'}):")
     kin = ind + "    "
     out.append(f"{kin}for kh in range({p['KH']}):")
     out.append(f"{kin}    ih = oh * {p['SH']} + kh * {p['DH']} - {p['PT']}")
-    out.append(f"{kin}    if ih < 0 or ih >= {p['H']}:")
+    out.append(f"{kin}    if ih < 0 or ih >= H:")
     out.append(f"{kin}        continue")
     out.append(f"{kin}    for kw in range({p['KW']}):")
     out.append(f"{kin}        iw = ({first}) * {p['SW']} + kw * {p['DW']} - {p['PL']}")
     body = f"{kin}        "
-    select = checked and p["BIN"]  # blocked input: out-of-range pixels read a zero vector instead
+    select = (checked or masked) and p["BIN"]  # blocked input: out-of-range pixels read a zero vector instead
     if checked and not select:
         out.append(f"{body}if iw < 0 or iw >= {p['W']}:")
         out.append(f"{body}    continue")
     if select:  # pick each pixel's source outside the channel loop: no branch inside it
         for r in range(count):
             out.append(f"{body}c{r} = iw + {r * p['SW']}")
-            out.append(f"{body}ok{r} = 0 <= c{r} < {p['W']}")
+            out.append(f"{body}ok{r} = 0 <= c{r} < W")
             out.append(f"{body}s{r} = x if ok{r} else z")
-            out.append(f"{body}o{r} = ((n * {p['CB']} + cb) * {p['H']} + ih) * {p['W'] * 16} + c{r} * 16 if ok{r} else 0")
-    out.append(f"{body}wo = ((mb // {T} * {p['CB']} + cb) * {p['KH']} + kh) * {p['KW'] * p['CI'] * T * 16} + kw * {p['CI'] * T * 16}")
-    out.append(f"{body}for ci in range({p['CI']}):")
+            out.append(f"{body}o{r} = ((n * CB + cb) * H + ih) * W * 16 + c{r} * 16 if ok{r} else 0")
+    ci = "16" if p["BIN"] else "C"  # input channels per block: a plain input is one block of C
+    out.append(f"{body}wo = ((mb // {T} * CB + cb) * {p['KH']} + kh) * {p['KW']} * {ci} * {T * 16} + "
+               f"kw * {ci} * {T * 16}")
+    out.append(f"{body}for ci in range({ci}):")
     sw = p["SW"]
     out += fma_step(T, count, f"wo + ci * {T * 16}", lambda r: f"s{r}, o{r} + ci" if select else
                     f"x, {_x_index(p, f'iw + {r * sw}')}", body + "    ")
@@ -157,9 +171,11 @@ def _strip(p: dict, first: str, count: int, checked: bool, ind: str) -> list[str
     if tail and whole:
         out += [f"{ind}{line}" for line in tail]
     elif tail:
-        out.append(f"{ind}if chunk == {p['CB'] - p['CBK']}:")
+        out.append(f"{ind}if chunk == CB - CBK:")
         out += [f"{ind}    {line}" for line in tail]
-    out += [f"{ind}vstore(y, yo{t} + {r * 16}, a{t}_{r})" for r in range(count) for t in range(T)]
+    for r in range(count):
+        stores = [f"vstore(y, yo{t} + {r * 16}, a{t}_{r})" for t in range(T)]
+        out += [f"{ind}if m{r}:", *(f"{ind}    {x}" for x in stores)] if masked else [f"{ind}{x}" for x in stores]
     return out
 
 
@@ -193,33 +209,41 @@ def vector_epilogue(p: dict, accs: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
+# a blocked conv's run-time sizes, in the order of its sizes array
+RUN_TIME = ("C", "CB", "H", "W", "OH", "OW", "MB", "CBK", "RG", "NRG")
+
+
 def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
+    """Shape-generic in N, C, H, OH, M and the job split: the convs of one window, stride,
+    padding, width, register tile and epilogue share a kernel (DenseNet's 1x1 convs of every
+    input width, ResNet's blocks of every stage with the same width)."""
     p = _plan(node, ins, outs)
     T, R = p["T"], p["R"]
     out_name = node.outputs[0].name
     wname, bname = f"{out_name}.w16", f"{out_name}.b16"
-    rg, nrg = p["RG"], p["NRG"]
-    lines = [f"        rows = job % {nrg}",
-             f"        mb = (job // {nrg}) % {p['MB'] // T} * {T}",
-             f"        n = job // {nrg * (p['MB'] // T)}"]
+    sizes, sizes_data = run_time_sizes(node, *(p[k] for k in RUN_TIME))
+    lines = [f"        {k} = sizes[{i}]" for i, k in enumerate(RUN_TIME)]
+    lines += ["        rows = job % NRG",
+              f"        mb = (job // NRG) % (MB // {T}) * {T}",
+              f"        n = job // (NRG * (MB // {T}))"]
     lines += [f"        bias{t} = vload(b, (mb + {t}) * 16)" for t in range(T)]
     ind = "        "
-    if p["CBK"] < p["CB"]:  # chunks of input blocks outermost: one chunk's weights stay in L2
-        lines.append(f"{ind}for chunk in range(0, {p['CB']}, {p['CBK']}):")
+    if not p["WHOLE"]:  # chunks of input blocks outermost: one chunk's weights stay in L2
+        lines.append(f"{ind}for chunk in range(0, CB, CBK):")
         ind += "    "
-    if rg == 1:
-        lines.append(f"{ind}oh = rows")
-    else:
-        last = f"min(rows * {rg} + {rg}, {p['OH']})" if p["OH"] % rg else f"rows * {rg} + {rg}"
-        lines.append(f"{ind}for oh in range(rows * {rg}, {last}):")
-        ind += "    "
+    lines.append(f"{ind}for oh in range(rows * RG, min(rows * RG + RG, OH)):")
+    ind += "    "
     lo, hi = max(p["LO"], 0), p["HI"]
     if p["BIN"]:  # every strip picks its pixels' sources (zeros outside) before the channel loop:
-        # one strip body serves the whole row, which halves the code numba compiles
-        segments = [(0, p["OW"], lo > 0 or hi < p["OW"] - 1)]
-    else:  # a plain first-layer input: border pixels one at a time, with branches
-        segments = [(c, c + 1, True) for c in range(min(lo, p["OW"]))] + \
-            ([(lo, hi + 1, False)] if hi >= lo else []) + [(c, c + 1, True) for c in range(max(hi + 1, lo), p["OW"])]
+        # one strip body serves the whole row, and one masked body the row's end, at any width
+        checked = lo > 0 or hi < p["OW"] - 1
+        lines.append(f"{ind}for s in range(OW // {R}):")
+        lines += _strip(p, f"s * {R}", R, checked, ind + "    ")
+        lines.append(f"{ind}if OW % {R}:")
+        lines += _strip(p, f"OW // {R} * {R}", R, checked, ind + "    ", masked=True)
+    # a plain first-layer input: border pixels one at a time, with branches, at its own width
+    segments = [] if p["BIN"] else [(c, c + 1, True) for c in range(min(lo, p["OW"]))] + \
+        ([(lo, hi + 1, False)] if hi >= lo else []) + [(c, c + 1, True) for c in range(max(hi + 1, lo), p["OW"])]
     for start, stop, checked in segments:
         full, tail = divmod(stop - start, R)
         if full > 1:
@@ -230,17 +254,16 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
         if tail:
             lines += _strip(p, str(start + full * R), tail, checked, ind)
     note = (f"direct NCHW16c {'blocked' if p['BIN'] else 'plain'} input, {T} output blocks x {R} pixels "
-            f"in registers, {p['KH']}x{p['KW']}/{p['SH']}")
+            f"in registers, {p['KH']}x{p['KW']}/{p['SH']}, ")
+    note += "sizes at run time" if p["BIN"] else f"C, H and M at run time, rows of {p['OW']}"
     if p["FLAT"]:
-        note += f", pixels as rows of {p['OW']}"
-    if p["RG"] > 1:
-        note += f", {p['RG']} rows a job"
-    if p["CBK"] < p["CB"]:
-        note += f", input blocks in chunks of {p['CBK']}"
+        note += ", pixels as rows"
+    if not p["WHOLE"]:
+        note += ", input blocks in chunks"
     w_in, has_bias = node.inputs[1], len(node.inputs) > 2
     b_in = node.inputs[2] if has_bias else None
-    args = (node.inputs[0], wname, bname, *((node.inputs[3],) if p["RES"] else ()), out_name, ZEROS)
-    params = f"x, w, b, {'r, ' if p['RES'] else ''}y, z"
+    args = (node.inputs[0], wname, bname, *((node.inputs[3],) if p["RES"] else ()), sizes, out_name, ZEROS)
+    params = f"x, w, b, {'r, ' if p['RES'] else ''}sizes, y, z"
     body = job_function(params, lines)
     if p["RES"] or p["ACT"]:
         note += f", fused {'residual add + ' if p['RES'] else ''}{p['ACT'] or 'no activation'}"
@@ -251,13 +274,16 @@ def conv2d_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) ->
     def packed_b(params):
         return params[b_in] if has_bias else np.zeros(p["M"], np.float32)
 
-    return KernelSource(body, args, note, parallel=True, fastmath=True, jobs=p["N"] * (p["MB"] // T) * nrg,
-                        packed={wname: packed_w, bname: packed_b, ZEROS: np.zeros(16, np.float32)})
+    return KernelSource(body, args, note, parallel=True, fastmath=True, jobs=p["N"] * (p["MB"] // T) * p["NRG"],
+                        packed={wname: packed_w, bname: packed_b, ZEROS: np.zeros(16, np.float32), **sizes_data})
 
 
 def depthwise_blocked(node: Node, ins: list[TensorType], outs: list[TensorType]) -> KernelSource:
     """Depthwise conv (one input channel per output channel) in NCHW16c: 16 channels per vector,
-    a job per (image, channel block, output row), R output pixels accumulated in registers."""
+    a job per (image, channel block, output row), R output pixels accumulated in registers.
+    Channel blocks, heights and widths come at run time (sizes: blocks, H, OH, W, OW), a row's
+    last strip masked past OW: the depthwise convs of one window, stride, padding and epilogue
+    share a kernel."""
     n, c, h, w = ins[0].shape
     _, _, kh, kw = ins[1].shape
     _, _, oh, ow = outs[0].shape
@@ -268,6 +294,7 @@ def depthwise_blocked(node: Node, ins: list[TensorType], outs: list[TensorType])
     w_in, b_in = node.inputs[1], node.inputs[2] if len(node.inputs) > 2 else None
     a = node.attrs
     ep = dict(RES=a["residual"], ACT=a["act"], ALO=a["act_min"], AHI=a["act_max"], ALPHA=a["act_alpha"])
+    sizes, sizes_data = run_time_sizes(node, cb, h, oh, w, ow)
 
     def packed_w(params):  # [C/16, KH, KW, 16]
         return params[w_in].reshape(cb, 16, kh, kw).transpose(0, 2, 3, 1)
@@ -275,34 +302,42 @@ def depthwise_blocked(node: Node, ins: list[TensorType], outs: list[TensorType])
     def packed_b(params):
         return params[b_in] if b_in else np.zeros(c, np.float32)
 
-    def strip(first: str, count: int, ind: str) -> list[str]:
+    def strip(first: str, count: int, ind: str, masked: bool = False) -> list[str]:
         out = [f"{ind}a{r} = bias" for r in range(count)]
         out += [f"{ind}for ki in range({kh}):",
                 f"{ind}    ih = oh * {sh} + ki * {dh} - {pt}",
-                f"{ind}    if ih < 0 or ih >= {h}:",
+                f"{ind}    if ih < 0 or ih >= H:",
                 f"{ind}        continue",
                 f"{ind}    for kj in range({kw}):",
                 f"{ind}        wv = vload(w, ((cbk * {kh} + ki) * {kw} + kj) * 16)"]
         for r in range(count):
             out += [f"{ind}        iw = ({first} + {r}) * {sw} + kj * {dw} - {pl}",
-                    f"{ind}        if 0 <= iw < {w}:",
-                    f"{ind}            a{r} = vfma(vload(x, ((nb * {h} + ih) * {w} + iw) * 16), wv, a{r})"]
-        idx = [f"((nb * {oh} + oh) * {ow} + {first} + {r}) * 16" for r in range(count)]
-        out += [f"{ind}{line}" for line in vector_epilogue(ep, [(f"a{r}", idx[r]) for r in range(count)])]
-        out += [f"{ind}vstore(y, {idx[r]}, a{r})" for r in range(count)]
+                    f"{ind}        if 0 <= iw < W:",
+                    f"{ind}            a{r} = vfma(vload(x, ((nb * H + ih) * W + iw) * 16), wv, a{r})"]
+        idx = [f"((nb * OH + oh) * OW + {first} + {r}) * 16" for r in range(count)]
+        for r in range(count):  # a pixel past the row's end (masked): no residual read, no store
+            finish = [*vector_epilogue(ep, [(f"a{r}", idx[r])]), f"vstore(y, {idx[r]}, a{r})"]
+            if masked:
+                out += [f"{ind}if {first} + {r} < OW:", *(f"{ind}    {line}" for line in finish)]
+            else:
+                out += [f"{ind}{line}" for line in finish]
         return out
 
-    full, tail = divmod(ow, r_max)
-    lines = [f"        oh = job % {oh}",
-             f"        nb = job // {oh}",
-             f"        cbk = nb % {cb}",
+    lines = ["        CB = sizes[0]",
+             "        H = sizes[1]",
+             "        OH = sizes[2]",
+             "        W = sizes[3]",
+             "        OW = sizes[4]",
+             "        oh = job % OH",
+             "        nb = job // OH",
+             "        cbk = nb % CB",
              "        bias = vload(b, cbk * 16)"]
-    if full:
-        lines.append(f"        for s in range({full}):")
-        lines += strip(f"s * {r_max}", r_max, " " * 12)
-    if tail:
-        lines += strip(str(full * r_max), tail, " " * 8)
-    args = (node.inputs[0], wname, bname, *((node.inputs[3],) if ep["RES"] else ()), out_name)
-    body = job_function(f"x, w, b, {'r, ' if ep['RES'] else ''}y", lines)
-    return KernelSource(body, args, f"depthwise {kh}x{kw}/{sh} NCHW16c, 16 channels per vector, {r_max} pixels",
-                        parallel=True, fastmath=True, packed={wname: packed_w, bname: packed_b}, jobs=n * cb * oh)
+    lines.append(f"        for s in range(OW // {r_max}):")
+    lines += strip(f"s * {r_max}", r_max, " " * 12)
+    lines.append(f"        if OW % {r_max}:")
+    lines += strip(f"OW // {r_max} * {r_max}", r_max, " " * 12, masked=True)
+    args = (node.inputs[0], wname, bname, *((node.inputs[3],) if ep["RES"] else ()), sizes, out_name)
+    body = job_function(f"x, w, b, {'r, ' if ep['RES'] else ''}sizes, y", lines)
+    return KernelSource(body, args, f"depthwise {kh}x{kw}/{sh} NCHW16c, 16 channels per vector, {r_max} pixels, "
+                        "sizes at run time", parallel=True, fastmath=True,
+                        packed={wname: packed_w, bname: packed_b, **sizes_data}, jobs=n * cb * oh)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ....ir import Node, TensorType
 from ....ir.types import DTYPES, FLOAT_DTYPES
-from .common import PARALLEL_MIN, KernelSource, lit, plain_only
+from .common import PARALLEL_MIN, KernelSource, lit, plain_only, run_time_sizes
 
 
 def _lowest(dtype: str) -> str:
@@ -52,11 +52,11 @@ def _window(node: Node, ins: list[TensorType], outs: list[TensorType]) -> Kernel
         rows = [f"h0 = oh * {sh}", "i0 = 0", f"i1 = {kh}"]
         cols = [f"w0 = ow * {sw}", "j0 = 0", f"j1 = {kw}"]
     else:
-        rows = [f"h0 = oh * {sh} - {pt}", *_tap_range("i", "h0", "0", str(h), kh, dh)]
-        cols = [f"w0 = ow * {sw} - {pl}", *_tap_range("j", "w0", "0", str(w), kw, dw)]
+        rows = [f"h0 = oh * {sh} - {pt}", *_tap_range("i", "h0", "0", "H", kh, dh)]
+        cols = [f"w0 = ow * {sw} - {pl}", *_tap_range("j", "w0", "0", "W", kw, dw)]
     if include:
-        rows += _tap_range("ci", "h0", str(-pt), str(h + pb), kh, dh)
-        cols += _tap_range("cj", "w0", str(-pl), str(w + pr), kw, dw)
+        rows += _tap_range("ci", "h0", str(-pt), f"H + {pb}", kh, dh)
+        cols += _tap_range("cj", "w0", str(-pl), f"W + {pr}", kw, dw)
     if is_max:
         init, update, final = _lowest(y.dtype), _max_update(y.dtype), "acc"
     else:
@@ -65,23 +65,25 @@ def _window(node: Node, ins: list[TensorType], outs: list[TensorType]) -> Kernel
         final = f"acc / (max({ci}1 - {ci}0, 0) * max({cj}1 - {cj}0, 0))"
     par = x.numel >= PARALLEL_MIN
     inner = "\n".join(" " * 24 + s for s in [f"v = x[r + {_times('j', dw)}]", *update])
+    sizes, packed = run_time_sizes(node, n * c, h, w, oh, ow)
     body = f"""\
-def KERNEL(x, y):
-    for p in {'prange' if par else 'range'}({n * c}):
-        for oh in range({oh}):
+def KERNEL(x, sizes, y):
+    H, W, OH, OW = sizes[1], sizes[2], sizes[3], sizes[4]
+    for p in {'prange' if par else 'range'}(sizes[0]):
+        for oh in range(OH):
 {_indent(rows, 12)}
-            for ow in range({ow}):
+            for ow in range(OW):
 {_indent(cols, 16)}
                 acc = {init}
                 for i in range(i0, i1):
-                    r = p * {h * w} + (h0 + {_times('i', dh)}) * {w} + w0
+                    r = p * H * W + (h0 + {_times('i', dh)}) * W + w0
                     for j in range(j0, j1):
 {inner}
-                y[p * {oh * ow} + oh * {ow} + ow] = {final}
+                y[(p * OH + oh) * OW + ow] = {final}
 """
     note = f"{node.op} {kh}x{kw} stride {sh}x{sw} dilation {dh}x{dw}, " + \
-        ("every window inside the input" if inside else "tap ranges clipped to the input")
-    return KernelSource(body, (node.inputs[0], node.outputs[0].name), note, parallel=par)
+        ("every window inside the input" if inside else "tap ranges clipped to the input") + ", sizes at run time"
+    return KernelSource(body, (node.inputs[0], sizes, node.outputs[0].name), note, parallel=par, packed=packed)
 
 
 def _times(var: str, n: int) -> str:
