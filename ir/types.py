@@ -84,7 +84,7 @@ class TensorType:
         return self.numel * self.np_dtype.itemsize
 
     def with_layout(self, layout: str) -> TensorType:
-        return TensorType(self.dtype, self.shape, layout)
+        return self if layout == self.layout else TensorType(self.dtype, self.shape, layout)
 
     def __str__(self) -> str:
         s = f"{self.dtype}[{','.join(map(str, self.shape))}]"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..ir import Graph, Param, Value, get_op
+from ..ir.registry import run_reference
 from .manager import note
 from .rewrite import drop_unused_params
 
@@ -28,7 +29,7 @@ def fold_constants(g: Graph) -> Graph:
         if not foldable or any(v.name in outputs for v in n.outputs):
             nodes.append(n)
             continue
-        results = op.reference([consts[i].data for i in n.inputs], n.attrs)
+        results = run_reference(n.op, [consts[i].data for i in n.inputs], n.attrs, [v.type for v in n.outputs])
         for v, r in zip(n.outputs, results, strict=True):
             p = Param(Value(v.name, v.type), r, "const")
             consts[v.name] = p

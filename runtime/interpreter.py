@@ -10,7 +10,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..ir import Graph, IRError, TensorType, get_op
+from ..ir import Graph, IRError, TensorType
+from ..ir.registry import run_reference
 from ..ir.verify import node_label
 
 
@@ -38,9 +39,9 @@ def interpret(g: Graph, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         env[v.name] = x
     drop = last_uses(g)
     for i, node in enumerate(g.nodes):
-        op = get_op(node.op)
         try:
-            results = op.reference([env[name] for name in node.inputs], node.attrs)
+            results = run_reference(node.op, [env[name] for name in node.inputs], node.attrs,
+                                    [v.type for v in node.outputs])
         except IRError as e:
             raise IRError(f"node {node_label(node)}: {e}") from None
         for v, r in zip(node.outputs, results, strict=True):

@@ -71,3 +71,40 @@ def test_an_arena_over_the_limit_is_refused_before_it_is_allocated(monkeypatch):
     monkeypatch.setenv("KILN_COST_MODEL", "rules")
     with pytest.raises(ResourceError, match="arena"):
         kiln.compile(g, target="cpu")
+
+
+def _chain_model(n: int):
+    """n nodes, each reading the one before: Relu and Add (of the graph input) in turn."""
+    nodes, prev = [], "x"
+    for i in range(n):
+        out = "y" if i == n - 1 else f"v{i}"
+        ins = [prev] if i % 2 == 0 else [prev, "x"]
+        nodes.append(helper.make_node("Relu" if i % 2 == 0 else "Add", ins, [out], name=f"n{i}"))
+        prev = out
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])])
+
+
+def test_a_100000_node_chain_imports_compiles_and_runs_in_bounded_time():
+    """Import, shape inference and every reference pass are linear in the node count and nothing
+    recurses per node: a 10^5-deep chain takes about 11 s on a quiet 2-core machine (the bound
+    is generous for a busy CI one)."""
+    m = _chain_model(100_000)
+    t0 = time.perf_counter()
+    exe = kiln.compile(from_onnx(m), target="reference")
+    (y,) = exe.run({"x": np.ones((1, 4), np.float32)})
+    assert time.perf_counter() - t0 < 60
+    assert len(exe.graph.nodes) == 100_000
+    np.testing.assert_array_equal(y, np.full((1, 4), 50_001, np.float32))
+
+
+def test_kiln_max_nodes_refuses_a_bigger_graph_at_once(monkeypatch):
+    monkeypatch.setenv("KILN_MAX_NODES", "1000")
+    with pytest.raises(ResourceError) as e:
+        from_onnx(_chain_model(1001))
+    assert "1,001 nodes" in str(e.value) and "1,000" in str(e.value) and "KILN_MAX_NODES" in str(e.value)
+    from_onnx(_chain_model(1000))
+    # function bodies count too: each Celu imports as three nodes
+    celus = [helper.make_node("Celu", ["x" if i == 0 else f"c{i - 1}"], ["y" if i == 399 else f"c{i}"])
+             for i in range(400)]
+    with pytest.raises(ResourceError, match="function bodies expanded"):
+        from_onnx(_model(celus, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])], opset=13))

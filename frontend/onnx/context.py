@@ -16,6 +16,7 @@ import numpy as np
 from ...ir import IRError, Node, Param, TensorType, Value, infer_types, normalize_attrs
 from ...ir.errors import ResourceError
 from ...ir.graph import fresh_name
+from ...ir.limits import check_nodes, max_nodes
 from ...ir.types import dtype_of
 
 
@@ -45,6 +46,7 @@ class ImportContext:
         self.defined: set[str] = set()  # values an IR input or node defines
         self.wanted: set[str] = set()  # values some node or graph output reads
         self.node_name = ""  # the ONNX node being converted
+        self.max_nodes = max_nodes()  # function bodies can multiply a model's nodes
 
     # -- values ------------------------------------------------------------------------------
     def type(self, name: str) -> TensorType:
@@ -58,6 +60,22 @@ class ImportContext:
         if name not in self.known:
             raise NeedsConstant(name, what)
         return self.known[name]
+
+    def ints_of(self, name: str, what: str) -> list[int]:
+        """The contents of `name` (known at import) as ints: an integer tensor, or a float one
+        holding whole numbers; NaN, infinity and fractions are refused."""
+        v = np.asarray(self.value_of(name, what)).reshape(-1)
+        integral = v.dtype.kind in "iub" or (v.dtype.kind == "f" and np.all(np.isfinite(v)) and np.all(v == np.round(v)))
+        if not integral:
+            raise ConvertError(f"{what} %{name} must hold integers, holds {v.dtype} {v.tolist()[:8]}")
+        return [int(x) for x in v]
+
+    def scalar_of(self, name: str, what: str) -> float:
+        """The one number `name` holds (known at import); a tensor of several is refused."""
+        v = np.asarray(self.value_of(name, what))
+        if v.size != 1:
+            raise ConvertError(f"{what} %{name} must hold one value, holds {v.size} (shape {list(v.shape)})")
+        return v.reshape(-1)[0].item()
 
     def set_known(self, name: str, array: np.ndarray, foldable: bool = True) -> None:
         array = np.asarray(array)
@@ -90,6 +108,8 @@ class ImportContext:
 
     def emit_all(self, op: str, inputs: Sequence[str], attrs: dict | None, outs: Sequence[str | None]) -> list[str]:
         """Add one IR node with several outputs, named by `outs` (None: a fresh name)."""
+        if len(self.nodes) >= self.max_nodes:
+            check_nodes(len(self.nodes) + 1, "the imported graph (function bodies expanded)")
         ins = [self.use(i) for i in inputs]
         try:
             canon = normalize_attrs(op, attrs)

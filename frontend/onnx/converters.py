@@ -30,7 +30,12 @@ class NodeView:
 
     def attr(self, name: str, default=None):
         v = self.attrs.get(name, default)
-        return v.decode() if isinstance(v, bytes) else v
+        if isinstance(v, bytes):
+            try:
+                return v.decode()
+            except UnicodeDecodeError:
+                raise ConvertError(f"attribute {name}={v!r} is not valid UTF-8 text") from None
+        return v
 
     def input(self, i: int) -> str | None:
         return self.inputs[i] if i < len(self.inputs) else None
@@ -92,6 +97,9 @@ def spatial_pads(node: NodeView, in_sizes: Sequence[int], kernel: Sequence[int],
         return [0] * n, [0] * n
     if auto not in ("SAME_UPPER", "SAME_LOWER"):
         raise ConvertError(f"auto_pad={auto!r} is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID")
+    if any(s < 1 for s in strides) or any(d < 1 for d in dilations):
+        raise ConvertError(f"auto_pad={auto} with strides {list(strides)} and dilations {list(dilations)}: "
+                           "each must be at least 1")
     begins, ends = [], []
     for size, k, s, d in zip(in_sizes, kernel, strides, dilations, strict=True):
         out = math.ceil(size / s)
@@ -102,5 +110,10 @@ def spatial_pads(node: NodeView, in_sizes: Sequence[int], kernel: Sequence[int],
     return begins, ends
 
 
-def ints(v, n: int, default: int) -> list[int]:
-    return [default] * n if v is None else [int(x) for x in v]
+def ints(v, n: int, default: int, what: str = "the attribute") -> list[int]:
+    """`n` ints from a list attribute `v` (None: `default` for each); one per axis or refused."""
+    if v is None:
+        return [default] * n
+    if len(v) != n:
+        raise ConvertError(f"{what} has {len(v)} value(s) {list(v)}, expected {n}")
+    return [int(x) for x in v]

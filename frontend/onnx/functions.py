@@ -18,8 +18,10 @@ default.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import onnx
 import onnx.defs
 from onnx import helper
@@ -81,6 +83,33 @@ def function_body(node: onnx.NodeProto, opset: int,
     body = onnx.FunctionProto()
     body.ParseFromString(raw)
     return body if body.node else None
+
+
+def refusal(node: onnx.NodeProto, input_types: Sequence[TensorType | None] = ()) -> str | None:
+    """Why `node`'s function body would not compute what the op means, or None: attribute
+    values for which onnx's body builder and onnx's own reference (and onnxruntime) disagree."""
+    if node.op_type == "Attention" and node.domain in ("", "ai.onnx"):
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        softcap = attrs.get("softcap", 0.0)
+        if isinstance(softcap, float) and not softcap >= 0:
+            return (f"softcap={softcap:g} is not 0 or positive (onnx's function body caps the scores for any "
+                    "nonzero softcap, onnx's reference and onnxruntime only for a positive one)")
+        mode = attrs.get("qk_matmul_output_mode", 0)
+        if isinstance(mode, int) and mode not in (0, 1, 2, 3):
+            return f"qk_matmul_output_mode={mode} is not one of 0, 1, 2, 3"
+    if node.op_type == "Celu" and node.domain in ("", "ai.onnx"):
+        alpha = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "alpha"), 1.0)
+        if isinstance(alpha, float) and not alpha > 0:
+            return (f"alpha={alpha:g} is not positive (onnx's function body, alpha * Elu(x / alpha), is Celu's "
+                    "formula only for a positive alpha)")
+        x = input_types[0] if input_types else None
+        if isinstance(alpha, float) and x is not None and x.np_dtype.kind == "f":
+            with np.errstate(over="ignore", under="ignore"):
+                cast = float(np.asarray(alpha, x.np_dtype))
+            if not (math.isfinite(cast) and cast > 0):
+                return (f"alpha={alpha:g} becomes {cast:g} in the input's {x.dtype} (onnx's function body casts "
+                        "alpha to the input's type and divides by it)")
+    return None
 
 
 def body_opset(body: onnx.FunctionProto, default: int) -> int:

@@ -28,7 +28,7 @@ from onnx import helper, numpy_helper
 
 from ...ir import Graph, IRError, TensorType, Value, verify
 from ...ir.errors import ModelError, ResourceError, UnsupportedError
-from ...ir.limits import check_bytes, check_type
+from ...ir.limits import check_bytes, check_nodes, check_type
 from ...ir.types import DTYPES, dtype_of
 from . import functions, ops_math, ops_nn, ops_reduce, ops_shape  # noqa: F401  (register the converters)
 from .context import ConvertError, ImportContext, NeedsConstant
@@ -40,6 +40,13 @@ RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "Ra
 # Ops that import only when their inputs are known at compile time (shape arithmetic and
 # constants); they fold into consts.
 FOLDED_OPS = ("Constant", "ConstantOfShape", "Range", "ReduceProd", "NonZero", "Floor", "Ceil")
+
+# Attributes that are yes-or-no switches; any value but 0 or 1 is refused rather than read as one
+# (runtimes disagree on what keepdims=-5 means).
+FLAG_ATTRS = frozenset({"keepdims", "ceil_mode", "count_include_pad", "transA", "transB", "select_last_index",
+                        "noop_with_empty_axes", "training_mode", "exclude_outside", "antialias", "exclusive",
+                        "reverse", "upper", "largest", "sorted", "detect_negative", "detect_positive",
+                        "is_causal", "fmod", "center_point_box", "interleaved", "onesided", "saturate"})
 
 
 def _load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
@@ -136,8 +143,40 @@ def _ir_dtype(elem_type: int, what: str) -> str:
     try:
         return dtype_of(helper.tensor_dtype_to_np_dtype(elem_type))
     except Exception:  # noqa: BLE001
-        name = onnx.TensorProto.DataType.Name(elem_type) if elem_type else "undefined"
+        try:
+            name = onnx.TensorProto.DataType.Name(elem_type) if elem_type else "undefined"
+        except ValueError:
+            name = f"{elem_type} (not an ONNX data type)"
         raise ConvertError(f"{what} has data type {name}; kiln supports {', '.join(DTYPES)}") from None
+
+
+def _initializer(t: onnx.TensorProto) -> np.ndarray:
+    """An initializer's contents; its dims must be those of its data."""
+    dims = [int(d) for d in t.dims]
+    if any(d < 0 for d in dims):
+        raise ConvertError(f"initializer %{t.name} has a negative dimension in its dims {dims}")
+    try:
+        return numpy_helper.to_array(t)
+    except Exception as e:  # noqa: BLE001 - numpy and onnx raise ValueError, TypeError, ...
+        raise ConvertError(f"initializer %{t.name}: its data does not hold a tensor of its dims {dims} and type "
+                           f"{onnx.TensorProto.DataType.Name(t.data_type)} ({type(e).__name__}: {e})") from None
+
+
+def _not_text(m: onnx.ModelProto) -> str | None:
+    """The first name or op type kiln reads that is not valid UTF-8 (protobuf hands those over
+    as bytes, which onnx's own functions refuse with TypeError), or None."""
+    g = m.graph
+    fields = [("the graph name", g.name)]
+    fields += [(f"opset domain {o.domain!r}", o.domain) for o in m.opset_import]
+    for vi in (*g.input, *g.output, *g.value_info):
+        fields.append((f"value name {vi.name!r}", vi.name))
+    fields += [(f"initializer name {t.name!r}", t.name) for t in g.initializer]
+    for k, n in enumerate(g.node):
+        what = f"node {k}"
+        fields += [(f"{what}'s op type", n.op_type), (f"{what}'s domain", n.domain), (f"{what}'s name", n.name)]
+        fields += [(f"{what}'s input {i!r}", i) for i in n.input] + [(f"{what}'s output {o!r}", o) for o in n.output]
+        fields += [(f"{what}'s attribute name {a.name!r}", a.name) for a in n.attribute]
+    return next((what for what, v in fields if not isinstance(v, str)), None)
 
 
 def _input_shape(vi: onnx.ValueInfoProto, batch: int, override: Sequence[int] | None) -> tuple[int, ...]:
@@ -173,8 +212,8 @@ def _predicted_bytes(node: onnx.NodeProto, view: NodeView, known: dict) -> int:
         if node.op_type == "Range":
             start, limit, delta = (float(np.asarray(v).reshape(-1)[0]) for v in ins[:3])
             return max(int(np.ceil((limit - start) / delta)), 0) * ins[0].dtype.itemsize if delta else 0
-    except (ValueError, TypeError, IndexError, OverflowError, AttributeError):
-        return 0  # the evaluator reports the inconsistency
+    except (ValueError, TypeError, IndexError, OverflowError, AttributeError, RuntimeError):
+        return 0  # the evaluator reports the inconsistency (numpy: RuntimeError past 32 dimensions)
     return 0
 
 
@@ -203,6 +242,12 @@ def _convert_node(ctx: ImportContext, node: onnx.NodeProto) -> None:
         raise ConvertError(f"domain {node.domain!r} is not supported (kiln imports the default ONNX domain)")
     view = NodeView(node, [i or None for i in node.input])
     ins = [i for i in view.inputs if i]
+    if node.op_type == "Constant" and len(node.attribute) != 1:  # runtimes pick different ones
+        raise ConvertError(f"a Constant needs exactly one value attribute, has {len(node.attribute)} "
+                           f"({', '.join(a.name for a in node.attribute) or 'none'})")
+    flags = [f"{k}={v}" for k, v in view.attrs.items() if k in FLAG_ATTRS and v not in (0, 1)]
+    if flags:
+        raise ConvertError(f"attribute {', '.join(flags)}: a flag, which must be 0 or 1")
     if node.op_type != "Shape" and node.op_type not in RANDOM_OPS and all(i in ctx.foldable for i in ins):
         _fold(ctx, node, view)
         return
@@ -226,6 +271,9 @@ def _expand(ctx: ImportContext, node: onnx.NodeProto) -> None:
     """Import an op kiln has no converter for through its ONNX function body, node by node at
     the body's opset; or say why that cannot stand in."""
     types = [ctx.types.get(i) if i else None for i in node.input]
+    why = functions.refusal(node, types)
+    if why:
+        raise ConvertError(f"op is imported through its ONNX function body, which kiln cannot use here: {why}")
     body = functions.function_body(node, ctx.opset, types)
     if body is None:
         raise ConvertError("op is not supported, and onnx defines no function body for it at this opset, "
@@ -271,6 +319,10 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
     Initializers become params (float ones trainable, BatchNormalization statistics buffers,
     integer ones consts)."""
     m = _load(model)
+    check_nodes(len(m.graph.node), f"the model's graph {m.graph.name!r}")
+    bad = _not_text(m)
+    if bad:
+        raise ModelError(f"the model is malformed: {bad} is not valid UTF-8 text")
     unknown = [f"node {n.name or f'{n.op_type}_{k}'!r} (op {n.op_type}, domain 'ai.onnx', opset {_opset(m)}): "
                "no such ONNX operator" for k, n in enumerate(m.graph.node)
                if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type)]
@@ -280,6 +332,13 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
         onnx.checker.check_model(_with_output_types(m))
     except onnx.checker.ValidationError as e:
         raise ModelError(f"the model is malformed: {str(e).strip().splitlines()[0]}") from None
+    except UnicodeDecodeError:  # the checker's message quotes text that is not UTF-8
+        raise ModelError("the model is malformed: onnx's checker refused it, quoting text that is not valid "
+                         "UTF-8") from None
+    except ValueError as e:  # protobuf's Python parser kept bytes that onnx's C++ parser refuses
+        raise ModelError(f"the model is malformed: onnx's checker could not read it ({e})") from None
+    if not m.graph.output:
+        raise ModelError(f"the model is malformed: graph {m.graph.name!r} has no outputs")
     source_opset = _opset(m)
     if m.functions:  # model-local functions: their calls become the functions' nodes
         m = onnx.inliner.inline_local_functions(m)
@@ -293,8 +352,8 @@ def from_onnx(model: str | Path | onnx.ModelProto, batch: int = 1,
     shapes = dict(input_shapes or {})
     for t in g.initializer:
         try:
-            arr = numpy_helper.to_array(t)
             _ir_dtype(t.data_type, f"initializer %{t.name}")
+            arr = _initializer(t)
         except ConvertError as e:
             errors.append(f"initializer {t.name}: {e}")
             continue

@@ -74,9 +74,9 @@ def clip_inputs(ctx: ImportContext, node: NodeView) -> list:
     x = node.input(0)
     if all(not node.input(i) or node.input(i) in ctx.known for i in (1, 2)):
         bounds = []
-        for i, default in ((1, -math.inf), (2, math.inf)):
+        for i, default, what in ((1, -math.inf, "Clip's min"), (2, math.inf, "Clip's max")):
             name = node.input(i)
-            bounds.append(float(ctx.known[name]) if name else default)
+            bounds.append(float(ctx.scalar_of(name, what)) if name else default)
         return [ctx.emit("clip", [x], {"min": bounds[0], "max": bounds[1]}, out=node.outputs[0])]
     lo, hi = node.input(1), node.input(2)
     if lo:
@@ -180,6 +180,8 @@ def _softmax(onnx_op: str, kiln_op: str) -> None:
         x = node.input(0)
         t = ctx.type(x)
         axis = node.attr("axis", 1)
+        if t.rank and not -t.rank <= axis < t.rank:
+            raise ConvertError(f"axis {axis} is outside the rank-{t.rank} input {t}")
         axis = axis + t.rank if axis < 0 else axis
         if axis == t.rank - 1 or t.rank == 0:
             return [ctx.emit(kiln_op, [x], {"axis": -1}, out=node.outputs[0])]

@@ -4,6 +4,8 @@ one 2-D conv over (image, output depth) pairs whose channels are (channel, depth
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .context import ConvertError, ImportContext
@@ -26,8 +28,8 @@ def _as_2d(ctx: ImportContext, x: str) -> str:
 
 
 def _window_attrs(node: NodeView, sizes, kernel, rank: int) -> dict:
-    strides = ints(node.attr("strides"), rank, 1)
-    dil = ints(node.attr("dilations"), rank, 1)
+    strides = ints(node.attr("strides"), rank, 1, "strides")
+    dil = ints(node.attr("dilations"), rank, 1, "dilations")
     begins, ends = spatial_pads(node, sizes, kernel, strides, dil)
     if rank == 1:  # height 1: no stride, dilation or padding along it
         strides, dil, begins, ends = [1, *strides], [1, *dil], [0, *begins], [0, *ends]
@@ -67,8 +69,8 @@ def _depth_taps(ctx: ImportContext, x: str, kd: int, sd: int, dd: int, pads: tup
 
 
 def _conv3d(ctx: ImportContext, node: NodeView, x: str, w: str, b: str | None, kernel) -> str:
-    strides = ints(node.attr("strides"), 3, 1)
-    dil = ints(node.attr("dilations"), 3, 1)
+    strides = ints(node.attr("strides"), 3, 1, "strides")
+    dil = ints(node.attr("dilations"), 3, 1, "dilations")
     begins, ends = spatial_pads(node, ctx.type(x).shape[2:], kernel, strides, dil)
     x2, od = _depth_taps(ctx, x, kernel[0], strides[0], dil[0], (begins[0], ends[0]))
     m, cg, kd, kh, kw = ctx.type(w).shape
@@ -96,6 +98,8 @@ def conv(ctx: ImportContext, node: NodeView) -> list:
     attrs["groups"] = int(node.attr("group", 1))
     if rank == 1:
         x = _as_2d(ctx, x)
+        if wt.rank != 3:
+            raise ConvertError(f"weight {wt} of a 1-D convolution must be 3-D")
         m, cg, k = wt.shape
         w = ctx.emit("reshape", [w], {"shape": (m, cg, 1, k)})
     ins = [x, w] + ([b] if b else [])
@@ -112,8 +116,15 @@ def _pool(ctx: ImportContext, node: NodeView, op: str, extra: dict, out: str | N
     kernel = list(node.attr("kernel_shape") or [])
     if len(kernel) != rank:
         raise ConvertError(f"kernel_shape {kernel} does not match the {rank} spatial axes of the input")
-    strides = ints(node.attr("strides"), rank, 1)
-    dil = ints(node.attr("dilations"), rank, 1)
+    strides = ints(node.attr("strides"), rank, 1, "strides")
+    dil = ints(node.attr("dilations"), rank, 1, "dilations")
+    auto = node.attr("auto_pad", "NOTSET")
+    for axis, (size, k, s, d) in enumerate(zip(t.shape[2:], kernel, strides, dil, strict=True)):
+        total = (math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size if s > 0 else 0
+        if auto in ("SAME_UPPER", "SAME_LOWER") and total < 0:
+            raise ConvertError(f"auto_pad={auto} with stride {s} and kernel {k} over size {size} (spatial axis "
+                               f"{axis}) pads by {total} by ONNX's formula; pooling pads must be >= 0 (onnxruntime's "
+                               "MaxPool refuses them too)")
     begins, ends = spatial_pads(node, t.shape[2:], kernel, strides, dil)
     common = {"ceil_mode": bool(node.attr("ceil_mode", 0)), **extra}
 
@@ -205,8 +216,8 @@ def lrn(ctx: ImportContext, node: NodeView) -> list:
 def dropout(ctx: ImportContext, node: NodeView) -> list:
     """Identity at inference; the mask output, if read, is all true (nothing dropped)."""
     training = node.input(2)
-    if training and bool(ctx.value_of(training, "Dropout's training_mode")):
-        ratio = float(ctx.value_of(node.input(1), "Dropout's ratio")) if node.input(1) else 0.5
+    if training and bool(ctx.scalar_of(training, "Dropout's training_mode")):
+        ratio = float(ctx.scalar_of(node.input(1), "Dropout's ratio")) if node.input(1) else 0.5
         if ratio != 0:
             raise ConvertError("training_mode=True with a ratio above 0 (a random mask) is not imported; import "
                                "the inference form and train with kiln.compile(mode='train'), whose dropout "
@@ -283,8 +294,9 @@ def conv_transpose(ctx: ImportContext, node: NodeView) -> list:
     kernel = list(wt.shape[2:])
     if node.attr("kernel_shape") is not None and list(node.attr("kernel_shape")) != kernel:
         raise ConvertError(f"kernel_shape {node.attr('kernel_shape')} disagrees with weight {wt}")
-    strides, dil = ints(node.attr("strides"), rank, 1), ints(node.attr("dilations"), rank, 1)
-    out_pad = ints(node.attr("output_padding"), rank, 0)
+    strides = ints(node.attr("strides"), rank, 1, "strides")
+    dil = ints(node.attr("dilations"), rank, 1, "dilations")
+    out_pad = ints(node.attr("output_padding"), rank, 0, "output_padding")
     full = [s * (n - 1) + op + (k - 1) * d + 1 for n, s, op, k, d in zip(sizes, strides, out_pad, kernel, dil)]
     auto = node.attr("auto_pad", "NOTSET") or "NOTSET"
     shape = node.attr("output_shape")
@@ -297,7 +309,7 @@ def conv_transpose(ctx: ImportContext, node: NodeView) -> list:
     elif auto == "VALID":
         begins = ends = [0] * rank
     elif auto == "NOTSET":
-        pads = ints(node.attr("pads"), 2 * rank, 0)
+        pads = ints(node.attr("pads"), 2 * rank, 0, "pads")
         begins, ends = pads[:rank], pads[rank:]
     else:
         raise ConvertError(f"auto_pad={auto!r} is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID")
@@ -322,6 +334,8 @@ def conv_transpose(ctx: ImportContext, node: NodeView) -> list:
 
 
 # -- Resize and Upsample: one kiln resize, the scales and output sizes fixed at compile time ---
+ROI_LIMIT = 1e6
+CUBIC_A_LIMIT = 1e3
 _RESIZE_ATTRS = ("mode", "coordinate_transformation_mode", "cubic_coeff_a", "exclude_outside",
                  "extrapolation_value", "nearest_mode", "antialias", "axes", "keep_aspect_ratio_policy")
 
@@ -360,16 +374,27 @@ def _emit_resize(ctx: ImportContext, node: NodeView, scales, sizes, roi, attrs: 
             raise ConvertError(f"keep_aspect_ratio_policy {policy!r} is not stretch, not_larger or not_smaller")
     else:
         for a, s in zip(axes, scales, strict=True):
-            if s <= 0:
-                raise ConvertError(f"scales {scales} must be positive")
+            if not (math.isfinite(s) and s > 0):
+                raise ConvertError(f"scales {scales} must be positive and finite")
             full_scales[a], full_sizes[a] = s, int(np.floor(s * shape[a]))
+    empty = [a for a in axes if shape[a] == 0 and full_sizes[a] != 0]
+    if empty:
+        raise ConvertError(f"axis {empty[0]} of the input {ctx.type(x)} is empty: there is nothing to resize to "
+                           f"{full_sizes[empty[0]]}")
     full_roi = []
     if attrs["coord"] == "tf_crop_and_resize":
         if roi is None or len(roi) != 2 * len(axes):
             raise ConvertError(f"tf_crop_and_resize needs a roi of {2 * len(axes)} values, got {roi}")
+        if not all(abs(r) <= ROI_LIMIT for r in roi):  # NaN fails too
+            raise ConvertError(f"roi {roi} reaches past +-{ROI_LIMIT:g} (normalised coordinates): so far outside "
+                               "the image every output is the extrapolation value, and runtimes that transform "
+                               "coordinates in float32 overflow")
         full_roi = [0.0] * rank + [1.0] * rank
         for k, a in enumerate(axes):
             full_roi[a], full_roi[rank + a] = roi[k], roi[len(axes) + k]
+    if not abs(attrs.get("cubic_a", -0.75)) <= CUBIC_A_LIMIT:
+        raise ConvertError(f"cubic_coeff_a={attrs['cubic_a']} is outside +-{CUBIC_A_LIMIT:g}: such kernels cancel "
+                           "catastrophically, and runtimes weighing in float32 and float64 disagree")
     if attrs["mode"] == "nearest" and attrs.get("antialias"):
         raise ConvertError("antialias applies to linear and cubic resizing, not nearest")
     return [ctx.emit("resize", [x], {**attrs, "scales": full_scales, "sizes": full_sizes, "roi": full_roi},
@@ -387,6 +412,8 @@ def _resize_mode(node: NodeView) -> str:
 def _legacy_resize(ctx: ImportContext, node: NodeView, scales) -> list:
     """Upsample and opset-10 Resize: asymmetric coordinates; nearest takes floor(x) when
     enlarging and ceil(x) when shrinking, as onnxruntime does."""
+    if not scales:
+        raise ConvertError(f"{node.op_type} needs scales")
     mode = _resize_mode(node)
     shrink = any(s < 1 for s in scales)
     attrs = {"mode": mode, "coord": "asymmetric", "nearest_mode": "ceil" if shrink else "floor"}
@@ -412,8 +439,7 @@ def resize_10(ctx: ImportContext, node: NodeView) -> list:
 def resize(ctx: ImportContext, node: NodeView) -> list:
     sizes = None
     if node.input(3):
-        v = ctx.value_of(node.input(3), "Resize's sizes").reshape(-1)
-        sizes = [int(n) for n in v] if v.size else None
+        sizes = ctx.ints_of(node.input(3), "Resize's sizes") or None
     attrs = {"mode": _resize_mode(node),
              "coord": node.attr("coordinate_transformation_mode", "half_pixel"),
              "nearest_mode": node.attr("nearest_mode", "round_prefer_floor"),

@@ -28,7 +28,7 @@ def _axes(ctx: ImportContext, node: NodeView, from_input: bool) -> tuple[int, ..
     rank = ctx.type(node.input(0)).rank
     if from_input:
         name = node.input(1)
-        axes = [int(a) for a in ctx.value_of(name, "the reduction's axes").reshape(-1)] if name else []
+        axes = ctx.ints_of(name, "the reduction's axes") if name else []
     else:
         axes = list(node.attr("axes", []) or [])
     if not axes:
@@ -53,7 +53,9 @@ def _mean(ctx: ImportContext, x: str, axes: tuple[int, ...], keepdims: bool, out
     return ctx.emit("mul", [s, _float_scalar(ctx, 1.0 / max(n, 1), x, "inv_count")], out=out)
 
 
-def _reduction(onnx_op: str, axes_input_since: int, finish) -> None:
+def _reduction(onnx_op: str, axes_input_since: int, finish, noop: str = "identity") -> None:
+    """`noop`: the op applied when noop_with_empty_axes leaves every axis unreduced (what the
+    reduction does to each element: ReduceL1 still takes the absolute value)."""
     attrs = ("axes", "keepdims", "noop_with_empty_axes")
 
     def make(from_input: bool):
@@ -61,7 +63,8 @@ def _reduction(onnx_op: str, axes_input_since: int, finish) -> None:
             x, keep = node.input(0), bool(node.attr("keepdims", 1))
             axes = _axes(ctx, node, from_input)
             if axes is None:
-                return [ctx.emit("identity", [x], out=node.outputs[0])]
+                ins = [x, x] if noop == "mul" else [x]
+                return [ctx.emit(noop, ins, out=node.outputs[0])]
             return [finish(ctx, x, axes, keep, node.outputs[0])]
         return convert
 
@@ -81,9 +84,10 @@ _reduction("ReduceMin", 18, lambda ctx, x, axes, keep, out:
            ctx.emit("reduce_min", [x], {"axes": axes, "keepdims": keep}, out=out))
 _reduction("ReduceMean", 18, lambda ctx, x, axes, keep, out: _mean(ctx, x, axes, keep, out))
 _reduction("ReduceSumSquare", 18, lambda ctx, x, axes, keep, out:
-           ctx.emit("reduce_sum", [_square(ctx, x)], {"axes": axes, "keepdims": keep}, out=out))
+           ctx.emit("reduce_sum", [_square(ctx, x)], {"axes": axes, "keepdims": keep}, out=out), "mul")
 _reduction("ReduceL2", 18, lambda ctx, x, axes, keep, out:
-           ctx.emit("sqrt", [ctx.emit("reduce_sum", [_square(ctx, x)], {"axes": axes, "keepdims": keep})], out=out))
+           ctx.emit("sqrt", [ctx.emit("reduce_sum", [_square(ctx, x)], {"axes": axes, "keepdims": keep})],
+                    out=out), "abs")
 
 
 def _log_sum_exp(ctx, x, axes, keep, out):
@@ -100,9 +104,9 @@ def _log_sum_exp(ctx, x, axes, keep, out):
 
 
 _reduction("ReduceL1", 18, lambda ctx, x, axes, keep, out:
-           ctx.emit("reduce_sum", [ctx.emit("abs", [x])], {"axes": axes, "keepdims": keep}, out=out))
+           ctx.emit("reduce_sum", [ctx.emit("abs", [x])], {"axes": axes, "keepdims": keep}, out=out), "abs")
 _reduction("ReduceLogSum", 18, lambda ctx, x, axes, keep, out:
-           ctx.emit("log", [ctx.emit("reduce_sum", [x], {"axes": axes, "keepdims": keep})], out=out))
+           ctx.emit("log", [ctx.emit("reduce_sum", [x], {"axes": axes, "keepdims": keep})], out=out), "log")
 _reduction("ReduceLogSumExp", 18, _log_sum_exp)
 
 

@@ -5,9 +5,11 @@ import in importer.py, so the Shape-Gather-Concat-Reshape idiom becomes a consta
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
+from ...ir.limits import check_bytes
 from .context import ConvertError, ImportContext
 from .converters import NodeView, converter
 
@@ -30,7 +32,7 @@ def flatten(ctx: ImportContext, node: NodeView) -> list:
 @converter("Reshape", since=5, attrs=("allowzero",))
 def reshape(ctx: ImportContext, node: NodeView) -> list:
     x = node.input(0)
-    target = [int(d) for d in ctx.value_of(node.input(1), "Reshape's shape input").ravel()]
+    target = ctx.ints_of(node.input(1), "Reshape's shape input")
     if not node.attr("allowzero", 0):  # 0 copies the input's dimension
         in_shape = ctx.type(x).shape
         try:
@@ -47,7 +49,7 @@ def _reshape_to(ctx: ImportContext, node: NodeView, shape) -> list:
 def _axes(ctx: ImportContext, node: NodeView, what: str):
     if ctx.opset >= 13 or node.input(1):
         name = node.input(1)
-        return None if not name else [int(a) for a in ctx.value_of(name, f"{what}'s axes").ravel()]
+        return None if not name else ctx.ints_of(name, f"{what}'s axes")
     v = node.attr("axes")
     return None if v is None else list(v)
 
@@ -121,7 +123,7 @@ def pad_attrs(ctx: ImportContext, node: NodeView) -> list:
 @converter("Pad", since=11, attrs=("mode",))
 def pad_inputs(ctx: ImportContext, node: NodeView) -> list:
     rank = ctx.type(node.input(0)).rank
-    pads = [int(p) for p in ctx.value_of(node.input(1), "Pad's pads").ravel()]
+    pads = ctx.ints_of(node.input(1), "Pad's pads")
     value: float | str = 0.0
     if node.input(2) and node.input(2) not in ctx.known:
         value = node.input(2)  # a run-time scalar
@@ -129,7 +131,9 @@ def pad_inputs(ctx: ImportContext, node: NodeView) -> list:
         v = ctx.known[node.input(2)].ravel()
         value = float(v[0]) if v.size else 0.0
     if node.input(3):  # axes (opset 18): pads list only those axes
-        axes = [int(a) + rank if a < 0 else int(a) for a in ctx.value_of(node.input(3), "Pad's axes").ravel()]
+        axes = [a + rank if a < 0 else a for a in ctx.ints_of(node.input(3), "Pad's axes")]
+        if len(pads) != 2 * len(axes) or any(not 0 <= a < rank for a in axes):
+            raise ConvertError(f"pads {pads} must hold two values for each of the axes {axes} of a rank-{rank} input")
         full = [0] * (2 * rank)
         for k, a in enumerate(axes):
             full[a], full[a + rank] = pads[k], pads[k + len(axes)]
@@ -189,7 +193,7 @@ def slice_attrs(ctx: ImportContext, node: NodeView) -> list:
 def slice_inputs(ctx: ImportContext, node: NodeView) -> list:
     def known(i: int, what: str):
         name = node.input(i)
-        return None if not name else ctx.value_of(name, f"Slice's {what}").reshape(-1).tolist()
+        return None if not name else ctx.ints_of(name, f"Slice's {what}")
     return _slice(ctx, node, known(1, "starts"), known(2, "ends"), known(3, "axes"), known(4, "steps"))
 
 
@@ -202,13 +206,17 @@ def split(ctx: ImportContext, node: NodeView) -> list:
     if not 0 <= axis < len(shape):
         raise ConvertError(f"axis {node.attr('axis')} is outside a rank-{len(shape)} input")
     d, count = shape[axis], len(node.outputs)
+    if not count:
+        raise ConvertError("Split has no outputs")
     if node.input(1):
-        sizes = [int(v) for v in ctx.value_of(node.input(1), "Split's split").reshape(-1)]
+        sizes = ctx.ints_of(node.input(1), "Split's split")
     elif node.attr("split") is not None:
         sizes = [int(v) for v in node.attr("split")]
     elif node.attr("num_outputs") is not None:  # opset 18: the last chunk may be smaller
-        chunk = -(-d // node.attr("num_outputs"))
-        sizes = [min(chunk, max(d - k * chunk, 0)) for k in range(node.attr("num_outputs"))]
+        if node.attr("num_outputs") != count:
+            raise ConvertError(f"num_outputs={node.attr('num_outputs')}, but the node has {count} output(s)")
+        chunk = -(-d // count)
+        sizes = [min(chunk, max(d - k * chunk, 0)) for k in range(count)]
     else:
         if d % count:
             raise ConvertError(f"axis {axis} of size {d} does not split into {count} equal parts")
@@ -269,16 +277,17 @@ def gather(ctx: ImportContext, node: NodeView) -> list:
 
 @converter("Expand", since=8)
 def expand(ctx: ImportContext, node: NodeView) -> list:
-    shape = [int(d) for d in ctx.value_of(node.input(1), "Expand's shape").reshape(-1)]
+    shape = ctx.ints_of(node.input(1), "Expand's shape")
     return [ctx.emit("expand", [node.input(0)], {"shape": shape}, out=node.outputs[0])]
 
 
 @converter("Tile", since=6)
 def tile(ctx: ImportContext, node: NodeView) -> list:
     x = node.input(0)
-    reps = [int(r) for r in ctx.value_of(node.input(1), "Tile's repeats").reshape(-1)]
+    reps = ctx.ints_of(node.input(1), "Tile's repeats")
     if len(reps) != ctx.type(x).rank or min(reps, default=1) < 0:
         raise ConvertError(f"repeats {reps} need one count >= 0 per axis of {ctx.type(x)}")
+    check_bytes(ctx.type(x).nbytes * math.prod(reps), f"Tile's output ({ctx.type(x)} repeated {reps})")
     for axis, r in enumerate(reps):
         if r != 1:
             x = ctx.emit("concat", [x] * r, {"axis": axis}) if r else _emit_slice(

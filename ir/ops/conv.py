@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..limits import check_bytes
 from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
 from ..types import FLOAT_DTYPES, TensorType
 from .elementwise import sigmoid
@@ -199,11 +200,19 @@ def _grad_input_infer(types, a):
     expect(dy.rank == 4 and w.rank == 4 and dy.dtype == w.dtype and dy.dtype in FLOAT_DTYPES,
            f"expects a 4-D float dy and OIHW weight of one dtype, got {dy}, {w}")
     m, cg, kh, kw = w.shape
-    expect(dy.shape[1] == m and m % a["groups"] == 0, f"dy {dy} does not match weight {w} (groups={a['groups']})")
     h, wd = a["input_hw"]
     (sh, sw), (dh, dw), (pt, pl, pb, pr) = a["stride"], a["dilation"], a["pads"]
+    expect(a["groups"] >= 1 and min(sh, sw, dh, dw) >= 1,
+           f"groups, stride and dilation must be >= 1, got groups={a['groups']} stride={list(a['stride'])} "
+           f"dilation={list(a['dilation'])}")
+    expect(dy.shape[1] == m and m % a["groups"] == 0, f"dy {dy} does not match weight {w} (groups={a['groups']})")
     want = (window_out(h, kh, sh, dh, pt, pb), window_out(wd, kw, sw, dw, pl, pr))
     expect(dy.shape[2:] == want, f"dy {dy} is not the output of a {h}x{wd} input (that gives {list(want)})")
+    # the reference builds the padded result and the column matrix: both must fit the limit
+    n, size = dy.shape[0], dy.np_dtype.itemsize
+    check_bytes(n * cg * a["groups"] * (h + pt + pb) * (wd + pl + pr) * size,
+                f"the padded {h + pt + pb}x{wd + pl + pr} result of a transposed convolution (pads {list(a['pads'])})")
+    check_bytes(n * cg * a["groups"] * kh * kw * want[0] * want[1] * size, f"the column matrix of {dy} and {w}")
     return [TensorType(dy.dtype, (dy.shape[0], cg * a["groups"], h, wd))]
 
 

@@ -45,8 +45,9 @@ def _same_float(types, a):
 
 def _channel_window(v: np.ndarray, before: int, after: int) -> np.ndarray:
     """Sum of v over channels c - before .. c + after (clipped to the tensor) at every c."""
-    padded = np.pad(v, ((0, 0), (before, after)) + ((0, 0),) * (v.ndim - 2))
     c = v.shape[1]
+    before, after = min(before, c), min(after, c)  # a window wider than the tensor sums all of it
+    padded = np.pad(v, ((0, 0), (before, after)) + ((0, 0),) * (v.ndim - 2))
     return sum(padded[:, i: i + c] for i in range(before + after + 1))
 
 
@@ -66,6 +67,12 @@ def _lrn_ref(xs, a):
     return [(x64 / _lrn_denominator(x64, a) ** a["beta"]).astype(x.dtype)]
 
 
+def _lrn_infer(types, a):
+    expect(a["size"] >= 1, f"size {a['size']} must be at least 1")
+    expect(types[0].rank >= 2, f"input {types[0]} has no channel axis (LRN takes N, C, ...)")
+    return _same_float(types, a)
+
+
 def _lrn_grad(ctx, node, dys):
     if dys[0] is None:
         return [None]
@@ -76,7 +83,7 @@ register(OpDef(
     name="lrn", family="norm", inputs=("x",), outputs=("y",),
     attrs={"size": Attr("int"), "alpha": Attr("float", 1e-4), "beta": Attr("float", 0.75),
            "bias": Attr("float", 1.0)},
-    infer=_same_float, reference=_lrn_ref, grad=_lrn_grad,
+    infer=_lrn_infer, reference=_lrn_ref, grad=_lrn_grad,
     cost=lambda ins, outs, a: Cost(0, outs[0].numel * (a["size"] + 3), bytes_moved(ins, outs)),
     show=("size",),
     doc="x / (bias + alpha/size * sum of x^2 over `size` neighbouring channels) ^ beta",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..limits import check_bytes
 from ..registry import Attr, Cost, OpDef, bytes_moved, expect, register
 from ..types import FLOAT_DTYPES, INT_DTYPES, TensorType
 from .conv import patches, window_out
@@ -23,8 +24,14 @@ def _out_hw(x: TensorType, a) -> tuple[int, int]:
     expect(min(kh, kw, sh, sw, dh, dw) >= 1, "kernel, stride and dilation must be >= 1")
     expect(min(pt, pl, pb, pr) >= 0, f"pads must be >= 0, got {list(a['pads'])}")
     expect(max(pt, pb) < kh and max(pl, pr) < kw, f"pads {list(a['pads'])} must be smaller than the kernel {kh}x{kw}")
-    return (window_out(x.shape[2], kh, sh, dh, pt, pb, a["ceil_mode"]),
-            window_out(x.shape[3], kw, sw, dw, pl, pr, a["ceil_mode"]))
+    oh = window_out(x.shape[2], kh, sh, dh, pt, pb, a["ceil_mode"])
+    ow = window_out(x.shape[3], kw, sw, dw, pl, pr, a["ceil_mode"])
+    # the reference pads the input and reads every window cell: both must fit the limit
+    n, c, h, w = x.shape
+    size = x.np_dtype.itemsize
+    check_bytes(n * c * (h + pt + pb) * (w + pl + pr) * size, f"pooling's padded input ({x}, pads {list(a['pads'])})")
+    check_bytes(n * c * kh * kw * oh * ow * size, f"pooling's {kh}x{kw} windows at {oh}x{ow} outputs of {x}")
+    return oh, ow
 
 
 def _infer(types, a, dtypes=FLOAT_DTYPES):
@@ -139,6 +146,7 @@ register(OpDef(
 def _global_infer(types, a):
     (x,) = types
     expect(x.rank >= 3 and x.dtype in FLOAT_DTYPES, f"input must be a float N,C,spatial... tensor, got {x}")
+    expect(all(x.shape[2:]), f"input {x} has an empty spatial axis: there is nothing to pool")
     return [TensorType(x.dtype, (*x.shape[:2], *[1] * (x.rank - 2)))]
 
 

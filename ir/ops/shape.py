@@ -343,7 +343,7 @@ def _arg_ref(fn):
         else:
             idx = fn(x, axis=axis)
         idx = np.expand_dims(idx, axis) if a["keepdims"] else idx
-        return [np.ascontiguousarray(idx, dtype=np.int64)]
+        return [np.array(idx, dtype=np.int64)]  # (ascontiguousarray makes a 0-d result 1-d)
     return ref
 
 
