@@ -177,6 +177,7 @@ def test_select_layout_prices_each_conv_with_the_cost_model():
 def test_cost_model_is_measured_once_then_read_from_its_cache(tmp_path, monkeypatch):
     from kiln import costs
 
+    monkeypatch.delenv("KILN_COST_MODEL", raising=False)  # conftest's rule: this test measures
     monkeypatch.setattr(costs, "cache_file", lambda: tmp_path / "cost_model.json")
     monkeypatch.setattr(costs, "_memo", {})
     first = costs.machine_model()
@@ -199,6 +200,7 @@ def test_cost_model_survives_a_bad_cache_and_a_failed_measurement(tmp_path, monk
 
     from kiln import costs
 
+    monkeypatch.delenv("KILN_COST_MODEL", raising=False)
     path = tmp_path / "cost_model.json"
     path.write_text(json.dumps({"machine": costs.machine(), "measured": "then", "rates": {"reorder": 1.0}}))
     monkeypatch.setattr(costs, "cache_file", lambda: path)
