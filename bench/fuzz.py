@@ -677,24 +677,12 @@ def _worker(conn, workdir: str) -> None:
     import onnxruntime  # noqa: F401
 
     path = os.path.join(workdir, "model.onnx")
-    conn.send(("ready", None))
-    while True:
-        try:
-            data = conn.recv()
-        except EOFError:
-            return
-        if data is None:
-            return
-        result = evaluate(data, path, stage=lambda s: conn.send(("stage", s)))
-        conn.send(("done", result))
+    _serve(conn, lambda data: evaluate(data, path, stage=lambda s: conn.send(("stage", s))))
 
 
-def _oracle_worker(conn, workdir: str) -> None:
-    """onnxruntime (and onnx's reference) on (model, feeds, kiln's outputs): the judging half
-    of `evaluate`, for the coverage-guided mode, which runs kiln in its own process."""
-    warnings.simplefilter("ignore")
-    import onnxruntime  # noqa: F401
-
+def _serve(conn, handle) -> None:
+    """A worker's loop: say ready, then answer each job with ("done", handle(job)) until the
+    pipe closes or a None job comes."""
     conn.send(("ready", None))
     while True:
         try:
@@ -703,10 +691,22 @@ def _oracle_worker(conn, workdir: str) -> None:
             return
         if job is None:
             return
+        conn.send(("done", handle(job)))
+
+
+def _oracle_worker(conn, workdir: str) -> None:
+    """onnxruntime (and onnx's reference) on (model, feeds, kiln's outputs): the judging half
+    of `evaluate`, for the coverage-guided mode, which runs kiln in its own process."""
+    warnings.simplefilter("ignore")
+    import onnxruntime  # noqa: F401
+
+    def judge(job):
         data, feeds, got = job
         conn.send(("stage", "ort"))
         ran, want = _ort_stage(data, feeds)
-        conn.send(("done", _judge(data, feeds, got, ran, want, stage=lambda s: conn.send(("stage", s)))))
+        return _judge(data, feeds, got, ran, want, stage=lambda s: conn.send(("stage", s)))
+
+    _serve(conn, judge)
 
 
 class Worker:
